@@ -1,0 +1,193 @@
+"""Exact parameter and MAC counts of a multi-domain network for a given switch state.
+
+MACs are multiply-accumulates (1 MAC = 2 FLOPs) of the convolutions and the linear head, per image; BN, ReLU,
+pooling and the parameter-free shortcuts are not counted (as in the multi-domain literature).
+
+A switch turns off one input-channel slice of a kernel. Inside a BasicBlock, output filter ``o`` of ``conv1`` feeds
+only input channel ``o`` of ``conv2``, so a filter is live for a domain only where that domain's ``conv2`` switch
+``o`` is on (paper.md §2.4). Counting works the same on the switched and on the pruned model (whose layers expose
+the same ``in_masks()`` over their kept channels), so the two agree.
+
+- ``domain=name``: what that domain uses (its live weights, its BNs and head).
+- ``domain=None``: the union over domains = what pruning keeps: the parameters of the pruned network with every
+  domain's BNs and heads, and the MACs of one image through it for the domain with the largest head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bap.model import DomainBatchNorm2d, MultiDomainResNet26
+from bap.switches import conv_output_size
+
+CostKind = Literal["switches", "params", "macs"]
+COST_KINDS: tuple[str, ...] = ("switches", "params", "macs")
+DEFAULT_INPUT_SIZE = (3, 64, 64)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Parameters and MACs (multiply-accumulates per image; 1 MAC = 2 FLOPs)."""
+
+    params: int
+    macs: int
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.params + other.params, self.macs + other.macs)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One switched conv with what counting needs: its masks, the masks that decide its live outputs, its size."""
+
+    name: str
+    module: nn.Module
+    in_masks: torch.Tensor  # (domains, in_channels) bool
+    out_masks: torch.Tensor | None  # (domains, out_channels) bool for a block's conv1, None = all outputs live
+    out_height: int
+    out_width: int
+
+    @property
+    def kernel_area(self) -> int:
+        return self.module.kernel_size**2
+
+
+def conv_layers(model: MultiDomainResNet26, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE) -> list[ConvLayer]:
+    """Every switched conv of ``model`` in forward order, with its output size for ``input_size`` (C, H, W)."""
+    _, height, width = input_size
+    consumers = {f"{name}.conv1": block.conv2 for name, block in model.residual_blocks()}
+    layers = []
+    for name, conv in model.switched_convs():
+        height = conv_output_size(height, conv.kernel_size, conv.stride, conv.padding)
+        width = conv_output_size(width, conv.kernel_size, conv.stride, conv.padding)
+        consumer = consumers.get(name)
+        out_masks = consumer.in_masks() if consumer is not None else None
+        layers.append(ConvLayer(name, conv, conv.in_masks(), out_masks, height, width))
+    return layers
+
+
+def _live(masks: torch.Tensor | None, domain: int | None, total: int) -> int:
+    if masks is None:
+        return total
+    if domain is None:
+        return int(masks.any(dim=0).sum())
+    return int(masks[domain].sum())
+
+
+def _norm_modules(model: MultiDomainResNet26) -> Iterator[tuple[str, DomainBatchNorm2d]]:
+    for name, module in model.named_modules():
+        if isinstance(module, DomainBatchNorm2d):
+            yield name, module
+
+
+def _bn_params(model: MultiDomainResNet26, domain: int, live_channels: dict[str, int]) -> int:
+    """Affine parameters of one domain's BNs; a block's bn1 counts only its live channels."""
+    total = 0
+    for name, module in _norm_modules(model):
+        channels = live_channels.get(name, module.num_features)
+        total += 2 * channels if module.bns[domain].affine else 0
+    return total
+
+
+def _head(model: MultiDomainResNet26, domain: int) -> Cost:
+    head = model.heads[domain]
+    return Cost(sum(p.numel() for p in head.parameters()), head.in_features * head.out_features)
+
+
+def count_layer_costs(
+    model: MultiDomainResNet26,
+    domain: str | None = None,
+    input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
+) -> dict[str, Cost]:
+    """Per-layer costs: one entry per switched conv, plus ``"norms"`` (BN affine) and ``"head"`` (linear).
+
+    For ``domain=None`` (the union), ``"norms"`` and ``"head"`` hold every domain's parameters, and the head's MACs
+    are those of the largest head.
+    """
+    domains = range(len(model.domains)) if domain is None else [model.domain_index(domain)]
+    d = None if domain is None else domains[0]
+    costs: dict[str, Cost] = {}
+    bn1_live: dict[str, int] = {}
+    for layer in conv_layers(model, input_size):
+        live_in = _live(layer.in_masks, d, layer.module.in_channels)
+        live_out = _live(layer.out_masks, d, layer.module.out_channels)
+        params = live_out * live_in * layer.kernel_area
+        costs[layer.name] = Cost(params, params * layer.out_height * layer.out_width)
+        if layer.out_masks is not None:
+            bn1_live[layer.name.removesuffix("conv1") + "bn1"] = live_out
+    # For the union, a domain's bn1 keeps the channels that any domain uses (the pruned network's width).
+    norms = sum(_bn_params(model, i, bn1_live) for i in domains)
+    heads = [_head(model, i) for i in domains]
+    costs["norms"] = Cost(norms, 0)
+    costs["head"] = Cost(sum(h.params for h in heads), max(h.macs for h in heads))
+    return costs
+
+
+def count_cost(
+    model: MultiDomainResNet26,
+    domain: str | None = None,
+    input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
+) -> Cost:
+    """Exact parameters and MACs of ``domain`` (or of the union of all domains, i.e. the pruned network).
+
+    Works on the switched and on the pruned model alike, and both give the same numbers.
+    """
+    total = Cost(0, 0)
+    for cost in count_layer_costs(model, domain, input_size).values():
+        total = total + cost
+    return total
+
+
+def reference_cost(
+    model: MultiDomainResNet26, domain: str | None = None, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
+) -> Cost:
+    """One single-domain ResNet-26 of the same width with every channel on, with its BNs and head.
+
+    ``domain=None`` takes the domain with the largest head: the reference of the union ratios.
+    """
+    if model.pruned:  # the reference is the unpruned architecture: count it on a weightless template
+        with torch.device("meta"):
+            model = MultiDomainResNet26(**model.config)
+    domains = [model.domain_index(domain)] if domain is not None else range(len(model.domains))
+    _, height, width = input_size
+    total = Cost(0, 0)
+    for _, conv in model.switched_convs():
+        height = conv_output_size(height, conv.kernel_size, conv.stride, conv.padding)
+        width = conv_output_size(width, conv.kernel_size, conv.stride, conv.padding)
+        params = conv.weight[0].numel() * conv.out_channels
+        total = total + Cost(params, params * height * width)
+    norms = sum(2 * module.num_features for _, module in _norm_modules(model))
+    head = max((_head(model, i) for i in domains), key=lambda c: (c.params, c.macs))
+    return total + Cost(norms, 0) + head
+
+
+def switch_costs(
+    model: MultiDomainResNet26, kind: CostKind, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
+) -> list[torch.Tensor]:
+    """Cost of each switch, one float vector per switched conv (forward order), in the unit of ``kind``.
+
+    ``switches``: 1 per switch; ``params``: the weights of the kernel slice it gates (out x k x k); ``macs``: the
+    MACs of that slice (out x k x k x H_out x W_out). A cost-weighted budget then bounds the kept fraction of
+    parameters or MACs (paper.md §2.2).
+    """
+    if kind not in COST_KINDS:
+        raise ValueError(f"cost kind must be one of {COST_KINDS}, got {kind!r}")
+    costs = []
+    for layer in conv_layers(model, input_size):
+        conv = layer.module
+        per_switch = 1.0
+        if kind in ("params", "macs"):
+            per_switch = float(conv.out_channels * layer.kernel_area)
+        if kind == "macs":
+            per_switch *= layer.out_height * layer.out_width
+        costs.append(torch.full((conv.in_channels,), per_switch))
+    return costs

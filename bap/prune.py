@@ -1,0 +1,178 @@
+"""Physical pruning: drop every kernel slice and inner filter that no domain uses (paper.md §2.4).
+
+Per switched conv, the input channels that no domain switches on are removed from the kernel. Inside a BasicBlock,
+filter ``o`` of ``conv1`` (with its per-domain BN entries) feeds only input channel ``o`` of ``conv2``, so it is
+dropped when ``conv2``'s channel ``o`` was removed. Channels on the residual stream are read by several consumers and
+are kept; only their kernel slices go. Each domain keeps its switches over the kept channels, so the pruned network
+computes exactly what the switched one did, for every domain, in eval mode.
+
+A pruned model is saved as ``model.pt`` (state dict) plus ``architecture.json``: the model config and, per layer, the
+kept input/output channel indices and each domain's switches over the kept inputs as a "0101" string.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bap.model import DomainBatchNorm2d, MultiDomainResNet26
+from bap.switches import conv_output_size
+
+ARCHITECTURE_FILE = "architecture.json"
+WEIGHTS_FILE = "model.pt"
+FORMAT_VERSION = 1
+
+
+class PrunedConv2d(nn.Module):
+    """A sliced shared kernel with each domain's fixed switches over the kept input channels.
+
+    Args:
+        weight: the kept kernel, ``(kept_out, kept_in, k, k)``.
+        masks: ``(domains, kept_in)`` bool, each domain's switches over the kept inputs.
+        in_index: indices of the kept inputs in the incoming tensor, or None when the incoming tensor already holds
+            exactly the kept channels (a block's conv2, fed by its pruned conv1).
+        stride: convolution stride.
+    """
+
+    def __init__(self, weight: torch.Tensor, masks: torch.Tensor, in_index: torch.Tensor | None, stride: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.register_buffer("masks", masks.bool().clone())
+        self.register_buffer("in_index", None if in_index is None else in_index.long().clone())
+        self.out_channels, self.in_channels, self.kernel_size, _ = weight.shape
+        self.stride = stride
+        self.padding = self.kernel_size // 2
+
+    def in_masks(self) -> torch.Tensor:
+        return self.masks.cpu()
+
+    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        if self.in_channels == 0 or self.out_channels == 0:
+            height = conv_output_size(x.shape[-2], self.kernel_size, self.stride, self.padding)
+            width = conv_output_size(x.shape[-1], self.kernel_size, self.stride, self.padding)
+            return x.new_zeros(x.shape[0], self.out_channels, height, width)
+        if self.in_index is not None:
+            x = x.index_select(1, self.in_index)
+        weight = self.weight * self.masks[domain].to(self.weight.dtype).view(1, -1, 1, 1)
+        return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+def _slice_norm(norm: DomainBatchNorm2d, keep: torch.Tensor) -> DomainBatchNorm2d:
+    sliced = DomainBatchNorm2d(int(keep.numel()), len(norm.bns))
+    for new, old in zip(sliced.bns, norm.bns, strict=True):
+        new.eps, new.momentum = old.eps, old.momentum
+        state = old.state_dict()
+        new.load_state_dict({k: (v[keep] if v.dim() == 1 else v) for k, v in state.items()})
+    return sliced.to(norm.bns[0].running_mean.device)
+
+
+def _kept(masks: torch.Tensor) -> torch.Tensor:
+    return torch.nonzero(masks.any(dim=0), as_tuple=False).flatten()
+
+
+def pruning_plan(model: MultiDomainResNet26) -> dict[str, dict[str, Any]]:
+    """Per switched conv: kept input indices, kept output indices (None = all) and masks over kept inputs."""
+    masks = {name: conv.in_masks() for name, conv in model.switched_convs()}
+    plan: dict[str, dict[str, Any]] = {}
+    for name, conv in model.switched_convs():
+        keep_in = _kept(masks[name])
+        keep_out = _kept(masks[name.removesuffix("conv1") + "conv2"]) if name.endswith("conv1") else None
+        plan[name] = {
+            "in_channels": conv.in_channels,
+            "out_channels": conv.out_channels,
+            "kept_inputs": keep_in,
+            "kept_outputs": keep_out,
+            "masks": masks[name][:, keep_in],
+        }
+    return plan
+
+
+def _apply_plan(model: MultiDomainResNet26, plan: dict[str, dict[str, Any]]) -> MultiDomainResNet26:
+    """Replace every switched conv (and each block's bn1) of ``model`` in place by its pruned form."""
+    modules = dict(model.named_modules())
+    for name, conv in list(model.switched_convs()):
+        layer = plan[name]
+        weight = conv.weight.detach()
+        if layer["kept_outputs"] is not None:
+            weight = weight[layer["kept_outputs"].to(weight.device)]
+        weight = weight[:, layer["kept_inputs"].to(weight.device)]
+        fed_by_pruned_conv1 = name.endswith("conv2")
+        in_index = None if fed_by_pruned_conv1 else layer["kept_inputs"]
+        pruned = PrunedConv2d(weight, layer["masks"], in_index, conv.stride).to(weight.device)
+        parent_name, _, attr = name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else model, attr, pruned)
+        if layer["kept_outputs"] is not None:
+            block = modules[parent_name]
+            block.bn1 = _slice_norm(block.bn1, layer["kept_outputs"])
+    model.pruned = True
+    model.pruning_maps = plan
+    return model
+
+
+def prune(model: MultiDomainResNet26) -> MultiDomainResNet26:
+    """A smaller copy of ``model`` without the channels no domain uses; same outputs for every domain in eval mode.
+
+    Called the same way, ``pruned(x, domain)``; :func:`bap.count_cost` on it equals the union cost of ``model``.
+    """
+    if model.pruned:
+        raise ValueError("model is already pruned")
+    plan = pruning_plan(model)
+    return _apply_plan(copy.deepcopy(model), plan)
+
+
+def _bits(mask: torch.Tensor) -> str:
+    return "".join("1" if bit else "0" for bit in mask.tolist())
+
+
+def save_pruned(model: MultiDomainResNet26, directory: str | Path) -> Path:
+    """Write ``model.pt`` (state dict) and ``architecture.json`` (config + per-layer channel maps)."""
+    if not model.pruned:
+        raise ValueError("save_pruned expects a pruned model: call bap.prune(model) first")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    layers = {}
+    for name, conv in model.switched_convs():
+        layer = model.pruning_maps[name]
+        layers[name] = {
+            "in_channels": layer["in_channels"],
+            "out_channels": layer["out_channels"],
+            "kept_inputs": layer["kept_inputs"].tolist(),
+            "kept_outputs": None if layer["kept_outputs"] is None else layer["kept_outputs"].tolist(),
+            "switches": {domain: _bits(conv.masks[d]) for d, domain in enumerate(model.domains)},
+        }
+    architecture = {"format_version": FORMAT_VERSION, "config": model.config, "layers": layers}
+    (directory / ARCHITECTURE_FILE).write_text(json.dumps(architecture, indent=1))
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS_FILE)
+    return directory
+
+
+def load_pruned(directory: str | Path, map_location: str | torch.device = "cpu") -> MultiDomainResNet26:
+    """Rebuild a pruned model from :func:`save_pruned`'s files."""
+    directory = Path(directory)
+    for file in (ARCHITECTURE_FILE, WEIGHTS_FILE):
+        if not (directory / file).is_file():
+            raise FileNotFoundError(f"{str(directory / file)!r} is missing: not a saved pruned model")
+    architecture = json.loads((directory / ARCHITECTURE_FILE).read_text())
+    model = MultiDomainResNet26(**architecture["config"])
+    plan = {}
+    for name, layer in architecture["layers"].items():
+        masks = torch.tensor([[bit == "1" for bit in layer["switches"][domain]] for domain in model.domains])
+        plan[name] = {
+            "in_channels": layer["in_channels"],
+            "out_channels": layer["out_channels"],
+            "kept_inputs": torch.tensor(layer["kept_inputs"], dtype=torch.long),
+            "kept_outputs": None if layer["kept_outputs"] is None else torch.tensor(layer["kept_outputs"]),
+            "masks": masks.reshape(len(model.domains), len(layer["kept_inputs"])),
+        }
+    model = _apply_plan(model, plan)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True))
+    return model.to(map_location)

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+import torch
+
+from bap import count_cost, load_pruned, prune, save_pruned
+from tests.helpers import random_switches, randomize_norms, tiny_model
+
+
+def _assert_same_outputs(model, pruned, x):
+    with torch.no_grad():
+        for domain in model.domains:
+            expected, got = model(x, domain), pruned(x, domain)
+            assert got.shape == expected.shape
+            assert (got - expected).abs().max().item() <= 1e-5, domain
+
+
+def _switched(seed: int, p_on: float = 0.5):
+    model = tiny_model()
+    randomize_norms(model, seed)
+    generator = torch.Generator().manual_seed(seed)
+    for domain in model.domains:
+        model.set_switch_state(domain, random_switches(model, domain, p_on, generator))
+    return model.eval()
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("p_on", [0.3, 0.7])
+def test_pruned_computes_the_same_outputs(seed, p_on):
+    model = _switched(seed, p_on)
+    pruned = prune(model).eval()
+    x = torch.randn(4, 3, 24, 24, generator=torch.Generator().manual_seed(seed))
+    _assert_same_outputs(model, pruned, x)
+    assert sum(p.numel() for p in pruned.parameters()) == count_cost(model).params
+    unpruned = sum(p.numel() for n, p in model.named_parameters() if not n.endswith("scores"))
+    assert sum(p.numel() for p in pruned.parameters()) <= unpruned
+    if p_on < 0.5:  # with 3 domains at 30% each, some channels are surely used by none
+        assert sum(p.numel() for p in pruned.parameters()) < unpruned
+
+
+def test_edge_patterns_all_on_one_domain_off_in_a_layer_and_a_layer_off_for_all():
+    model = _switched(7, 0.5)
+    model.set_switch_state("a", {name: torch.ones_like(m) for name, m in model.switch_state("a").items()})
+    state_b = model.switch_state("b")
+    state_b["layer2.0.conv1"][:] = False  # domain b: nothing in one layer
+    model.set_switch_state("b", state_b)
+    for domain in model.domains:  # no domain reads layer3's conv2 at all, nor layer1's conv1
+        state = model.switch_state(domain)
+        state["layer3.0.conv2"][:] = False
+        state["layer1.0.conv1"][:] = False
+        model.set_switch_state(domain, state)
+    pruned = prune(model).eval()
+    _assert_same_outputs(model, pruned, torch.randn(3, 3, 16, 16))
+    assert pruned.layer3[0].conv2.in_channels == 0 and pruned.layer3[0].conv1.out_channels == 0
+    assert pruned.layer1[0].conv1.in_channels == 0
+    assert sum(p.numel() for p in pruned.parameters()) == count_cost(model).params
+
+
+def test_all_on_prunes_nothing():
+    model = tiny_model().eval()
+    randomize_norms(model)
+    pruned = prune(model).eval()
+    _assert_same_outputs(model, pruned, torch.randn(2, 3, 16, 16))
+    assert count_cost(pruned) == count_cost(model)
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = _switched(3)
+    pruned = prune(model).eval()
+    save_pruned(pruned, tmp_path / "pruned")
+    architecture = json.loads((tmp_path / "pruned" / "architecture.json").read_text())
+    layer = architecture["layers"]["layer1.0.conv2"]
+    assert set(layer["switches"]) == {"a", "b", "c"}
+    assert all(len(bits) == len(layer["kept_inputs"]) for bits in layer["switches"].values())
+    loaded = load_pruned(tmp_path / "pruned").eval()
+    _assert_same_outputs(pruned, loaded, torch.randn(2, 3, 16, 16))
+    assert count_cost(loaded) == count_cost(model)
+
+
+def test_bad_inputs(tmp_path):
+    model = tiny_model()
+    with pytest.raises(ValueError, match="save_pruned expects a pruned model"):
+        save_pruned(model, tmp_path)
+    with pytest.raises(ValueError, match="already pruned"):
+        prune(prune(model))
+    with pytest.raises(FileNotFoundError, match="architecture.json"):
+        load_pruned(tmp_path / "nothing")
