@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m bap sizes
+	$(PY) -m bap train --data mini --budget 0.5 --sharing jaccard --out runs/demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

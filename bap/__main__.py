@@ -1,10 +1,11 @@
-"""Command line: ``python -m bap sizes``."""
+"""Command line: ``python -m bap train ...`` (one budget-aware run) and ``python -m bap sizes``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from bap import baseline, cli_train
 from bap.cost import count_layer_costs
 from bap.model import MultiDomainResNet26
 
@@ -28,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--blocks", type=int, default=4)
     sizes.add_argument("--size", type=int, default=64, help="input size in px")
     sizes.set_defaults(run=_sizes)
+    train = commands.add_parser("train", help="one budget-aware training run: train, enforce the budget, prune",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cli_train.build_parser(train)
+    train.set_defaults(run=cli_train.run)
+    baseline.add_parser(commands)
     return parser
 
 

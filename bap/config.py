@@ -1,0 +1,126 @@
+"""The typed configuration of one training run, validated before anything starts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bap.cost import COST_KINDS
+from bap.losses import BUDGET_PENALTIES, SHARING_KINDS, check_budget
+from bap.switches import SWITCH_FORMS
+
+OPTIMIZERS = ("sgd", "adamw")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one budget-aware training run depends on; ``to_dict``/``from_dict`` round-trip it.
+
+    Budget and losses: ``budget`` caps each domain's usage (the cost-weighted share of switches that are on, cost
+    in ``budget_cost`` units); ``sharing`` picks the parameter-sharing loss and ``sharing_weight`` its weight.
+    Switches are trained with Adam (``switch_lr``); BNs and heads with ``optimizer`` at ``lr``/``weight_decay``.
+    One optimizer step takes one batch of ``batch_size`` images from *every* domain (joint training).
+    """
+
+    data: str = "mini"  # "mini" or a Visual Decathlon root folder
+    domains: tuple[str, ...] | None = None  # None = every domain found
+    budget: float = 0.5
+    budget_cost: str = "params"  # switches | params | macs
+    budget_penalty: str = "lagrangian"  # lagrangian | hinge
+    hinge_weight: float = 1.0
+    sharing: str = "jaccard"  # none | union | intersection | jaccard
+    sharing_weight: float = 1.0
+    sharing_learnable: bool = False
+    union_budget: float | None = None
+    switch_lr: float = 1e-3
+    switch_threshold: float = 5e-3
+    switch_init: float = 1e-2
+    switch_form: str = "auto"
+    dual_lr: float = 0.05
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    epochs: int = 8
+    batch_size: int = 32
+    steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (smoke runs)
+    eval_batch_size: int = 256
+    width: float = 0.25
+    blocks: int = 1
+    train_backbone: bool = False
+    pretrained: str | None = None  # a local backbone checkpoint; None = pretrain one (cached) when pretrain_epochs > 0
+    pretrain_epochs: int = 6
+    pretrain_lr: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    cache_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form tags carried into metrics.json
+
+    def __post_init__(self) -> None:
+        if self.domains is not None:
+            self.domains = tuple(self.domains)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and its allowed values."""
+        check_budget(self.budget)
+        if self.union_budget is not None:
+            check_budget(self.union_budget, "union_budget")
+        _choice("budget_cost", self.budget_cost, COST_KINDS)
+        _choice("budget_penalty", self.budget_penalty, BUDGET_PENALTIES)
+        _choice("sharing", self.sharing, SHARING_KINDS)
+        _choice("switch_form", self.switch_form, SWITCH_FORMS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("device", self.device, DEVICES)
+        for name in ("switch_lr", "lr", "pretrain_lr"):
+            _positive(name, getattr(self, name))
+        for name in ("sharing_weight", "weight_decay", "dual_lr", "hinge_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "blocks"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
+        if self.pretrain_epochs < 0:
+            raise ValueError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
+        _positive("width", self.width)
+        if self.switch_init <= self.switch_threshold:
+            raise ValueError(
+                f"switch_init ({self.switch_init}) must be above switch_threshold ({self.switch_threshold}) "
+                "so that every switch starts ON"
+            )
+        if self.sharing_learnable and self.sharing_weight <= 0:
+            raise ValueError("sharing_learnable needs sharing_weight > 0 (its initial value)")
+        if self.domains is not None and len(self.domains) == 0:
+            raise ValueError("domains must name at least one domain, or be None for every domain found")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["domains"] = None if self.domains is None else list(self.domains)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build and validate; unknown keys raise ValueError listing the allowed ones."""
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; allowed keys are {sorted(allowed)}")
+        values = dict(values)
+        if isinstance(values.get("domains"), str):
+            values["domains"] = tuple(d for d in values["domains"].split(",") if d)
+        return cls(**values)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")

@@ -1,0 +1,18 @@
+"""Session-wide test setup: a private data/backbone cache, and the mini-decathlon loaded once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="bap-test-cache-")
+os.environ["BAP_CACHE_DIR"] = _CACHE  # before any bap import reads it: tests never touch ~/.cache/bap
+
+
+@pytest.fixture(scope="session")
+def mini_data():
+    from bap.data import load_mini
+
+    return load_mini()

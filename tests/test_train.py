@@ -1,0 +1,97 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bap import load_pruned
+from bap import metrics as M
+from bap.config import TrainConfig
+from bap.train import latest_checkpoint, train
+
+TINY_RUN = {"width": 0.125, "blocks": 1, "steps_per_epoch": 3, "batch_size": 16, "pretrain_epochs": 0,
+            "epochs": 2, "domains": ("digits", "signs", "textures"), "device": "cpu"}
+USAGE_TOLERANCE = 1e-6  # the final enforcement makes usage <= budget exactly (float rounding only)
+
+
+def _strip(result):
+    """The result without its wall time, as JSON text (so NaN == NaN)."""
+    return json.dumps({k: v for k, v in result.items() if k != "wall_seconds"}, sort_keys=True)
+
+
+def test_tiny_run_keeps_the_budget_and_prunes_exactly(tmp_path, mini_data):
+    reports = []
+    result = train(TrainConfig(budget=0.3, sharing="jaccard", **TINY_RUN), tmp_path,
+                   data=mini_data, report=lambda m, c: reports.append((m, c)))
+    assert [m[M.EPOCH] for m, _ in reports] == [1.0, 2.0]
+    saved = json.loads((tmp_path / M.METRICS_FILE).read_text())
+    assert saved[M.BUDGET] == 0.3 and saved == json.loads(json.dumps(result))
+    for name in TINY_RUN["domains"]:
+        domain = saved[M.JSON_DOMAINS][name]
+        assert domain[M.USAGE] <= 0.3 + USAGE_TOLERANCE
+        assert {"val_acc", "usage", "params", "macs"} <= set(domain)
+    assert set(saved[M.JSON_UNION]) >= {"params", "macs", "params_ratio", "macs_ratio"}
+    assert saved[M.JSON_UNION]["macs_ratio"] < 1.0
+    assert saved[M.PRUNED_AGREEMENT] == 1.0
+    pruned = load_pruned(tmp_path / "pruned")
+    assert sum(p.numel() for p in pruned.parameters()) == saved[M.JSON_UNION]["params"]
+    final = reports[-1][0]
+    assert final[M.PRUNED_AGREEMENT] == 1.0 and final[M.UNION_PARAMS] == saved[M.JSON_UNION]["params"]
+    assert (reports[-1][1] / "state.pt").is_file()
+
+
+def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, mini_data):
+    config = TrainConfig(budget=0.5, sharing="union", **{**TINY_RUN, "epochs": 3})
+    straight = train(config, tmp_path / "straight", data=mini_data)
+    again = train(config, tmp_path / "again", data=mini_data)
+    assert _strip(straight) == _strip(again)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first_epoch(metrics, checkpoint):
+        if metrics[M.EPOCH] == 1.0:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, tmp_path / "resumed", data=mini_data, report=crash_after_first_epoch)
+    checkpoint = latest_checkpoint(tmp_path / "resumed")
+    assert checkpoint is not None and checkpoint.name == "epoch_0000"
+    resumed = train(config, tmp_path / "resumed", data=mini_data, resume_from=checkpoint)
+    assert _strip(resumed) == _strip(straight)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"budget": 1.5}, r"budget must be in \(0, 1\]"),
+        ({"budget": 0.0}, r"budget must be in \(0, 1\]"),
+        ({"sharing": "dice"}, r"sharing must be one of \['none', 'union', 'intersection', 'jaccard'\]"),
+        ({"budget_cost": "flops"}, r"budget_cost must be one of \['switches', 'params', 'macs'\]"),
+        ({"optimizer": "lbfgs"}, r"optimizer must be one of"),
+        ({"colour": 1}, r"unknown training config keys \['colour'\]"),
+        ({"switch_init": 0.001}, "switch_init .* must be above switch_threshold"),
+    ],
+)
+def test_bad_config(override, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict({**TINY_RUN, **override})
+
+
+def test_unknown_domain(tmp_path, mini_data):
+    with pytest.raises(KeyError, match=r"unknown domains \['svhn'\]"):
+        train(TrainConfig(**{**TINY_RUN, "domains": ("digits", "svhn")}), tmp_path, data=mini_data)
+
+
+def test_cli_writes_metrics(tmp_path):
+    out = tmp_path / "x"
+    command = [sys.executable, "-m", "bap", "train", "--data", "mini", "--budget", "0.5", "--sharing", "jaccard",
+               "--epochs", "2", "--out", str(out), "--width", "0.125", "--steps-per-epoch", "2",
+               "--pretrain-epochs", "0", "--domains", "digits,faces"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved[M.JSON_DOMAINS]) == {"digits", "faces"}
+    assert "union:" in done.stdout and "FLOPs" in done.stdout
+    bad = subprocess.run([*command[:-8], "--budget", "2"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "budget must be in (0, 1]" in bad.stderr
