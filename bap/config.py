@@ -35,7 +35,7 @@ class TrainConfig:
     sharing_weight: float = 1.0
     sharing_learnable: bool = False
     union_budget: float | None = None
-    switch_lr: float = 1e-3
+    switch_lr: float = 3e-4
     switch_threshold: float = 5e-3
     switch_init: float = 1e-2
     switch_form: str = "auto"
@@ -43,7 +43,7 @@ class TrainConfig:
     lr: float = 0.05
     weight_decay: float = 5e-4
     optimizer: str = "sgd"
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 32
     steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (smoke runs)
     eval_batch_size: int = 256
@@ -51,7 +51,7 @@ class TrainConfig:
     blocks: int = 1
     train_backbone: bool = False
     pretrained: str | None = None  # a local backbone checkpoint; None = pretrain one (cached) when pretrain_epochs > 0
-    pretrain_epochs: int = 6
+    pretrain_epochs: int = 15
     pretrain_lr: float = 0.05
     seed: int = 0
     device: str = "auto"

@@ -6,7 +6,9 @@ domains' switches. Small domains are cycled (reshuffled each pass) so that an ep
 
 The budget is a promise: after the last epoch, any domain still over budget has its lowest-valued ON switches turned
 off (cheapest scores first, counting each switch's cost) until its usage is <= budget; the number switched off is
-reported as ``enforced_switches_off`` and everything is evaluated after it. Then the model is pruned, the pruned
+reported as ``enforced_switches_off``, and everything is evaluated after it. Before every evaluation the BN running
+statistics are re-estimated on training batches under the current switches (momentum averages lag behind switches
+that flip; training itself uses batch statistics, so this changes no training step). Then the model is pruned, the pruned
 network's val predictions are compared with the switched one's (``pruned_agreement``), and ``metrics.json`` plus
 ``pruned/`` are written.
 
@@ -220,6 +222,28 @@ class _Run:
         out[M.SHARING_LOSS] = sharing_total / self.steps
         return out
 
+    @torch.no_grad()
+    def recalibrate_norms(self, epoch: int, images_per_domain: int = 1024) -> None:
+        """Re-estimate every domain's BN running statistics under its current switches (cumulative average)."""
+        model, batch = self.model, self.config.eval_batch_size
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        generator = generator_for(self.config.seed, epoch, 7)
+        for name, data in self.datasets.items():
+            count = min(images_per_domain, len(data.train.labels))
+            order = torch.randperm(len(data.train.labels), generator=generator)[:count].to(self.device)
+            for start in range(0, count, batch):
+                x = input_layout(prepare_batch(self.train_images[name][order[start : start + batch]], data,
+                                               train=True, generator=generator))
+                with autocast(self.device, self.config.amp):
+                    model(x, name)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
     # -- metrics ---------------------------------------------------------------------------------------------------
     def evaluate(self, split: str = "val") -> tuple[dict[str, float], dict[str, torch.Tensor]]:
         config, model = self.config, self.model
@@ -308,6 +332,7 @@ def train(
         epoch_metrics = run.train_epoch(epoch, progress)
         last = epoch == config.epochs - 1
         enforced = enforce_budget(run.model, run.budget.budgets, run.costs) if last else {}
+        run.recalibrate_norms(epoch)  # eval-mode BN statistics for the current switches (training never reads them)
         evaluation, predictions = run.evaluate("val")
         epoch_metrics.update(evaluation)
         epoch_metrics[M.EPOCH] = float(epoch + 1)
