@@ -46,6 +46,7 @@ from bap.data.cache import (
     user_cache_dir,
 )
 from bap.data.domain import DomainData, DomainSplit, select_domains
+from bap.score import DECATHLON_BASELINE_ERRORS
 
 DECATHLON_DOMAINS: tuple[str, ...] = (
     "aircraft",
@@ -62,20 +63,6 @@ DECATHLON_DOMAINS: tuple[str, ...] = (
 NO_FLIP_DOMAINS = frozenset({"gtsrb", "omniglot", "svhn"})
 SQUASH_DOMAINS = frozenset({"aircraft", "daimlerpedcls"})
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-# Fine-tuning baseline of Rebuffi et al. 2017, test accuracy in % (paper.md §3): E_base = 1 - acc / 100.
-BASELINE_ACCURACY: dict[str, float] = {
-    "imagenet12": 59.87,
-    "aircraft": 60.34,
-    "cifar100": 82.12,
-    "daimlerpedcls": 92.82,
-    "dtd": 55.53,
-    "gtsrb": 97.53,
-    "vgg-flowers": 81.41,
-    "omniglot": 87.69,
-    "svhn": 96.55,
-    "ucf101": 51.20,
-}
 
 CACHE_VERSION = 1
 # torchvision 0.29 deprecates its decoders (for torchcodec) with a notice per call: one per image is noise.
@@ -364,6 +351,6 @@ def load_decathlon(
             crop=crop,
             flip=name not in NO_FLIP_DOMAINS,
             class_names=tuple(train["class_names"]),
-            baseline_error=1.0 - BASELINE_ACCURACY[name] / 100.0,
+            baseline_error=DECATHLON_BASELINE_ERRORS[name],
         )
     return out
