@@ -1,4 +1,4 @@
-"""Session-wide test setup: a private data/backbone cache, and the mini-decathlon loaded once."""
+"""Session-wide test setup: a private data/backbone cache, the mini-decathlon loaded once, one real smoke sweep."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 _CACHE = tempfile.mkdtemp(prefix="bap-test-cache-")
 os.environ["BAP_CACHE_DIR"] = _CACHE  # before any bap import reads it: tests never touch ~/.cache/bap
+
+from tests.test_sweep_fixtures import smoke_sweep  # noqa: E402, F401  (shared by the sweep and analysis tests)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,250 @@
+"""What does our sweep stack cost on top of plain multiprocessing? (a benchmark, not a test)
+
+The same 8 fixed-work trials (a calibrated number of single-threaded torch matmuls, reported in 5 "epochs" with ~45
+metrics each, like a 5-domain training run), 2 at a time, run
+
+  (a) in a ``multiprocessing.Pool(2)`` (fork; the parent imported torch), and
+  (b) through the sweep stack: ``sweeps.decathlon.run_sweep`` -- local Ray + Tune (function trainable, reused
+      actors, per-epoch checkpoints) + Optuna (journal file, per-budget studies) + MLflow (SQLite, parent run and one
+      child run per trial, batched on a background thread), with this module as the training entry point.
+
+Each variant runs in a fresh interpreter, so "whole process" is what a user waits for from ``python ...`` to the
+prompt; "sweep-only" is the Pool's ``map`` versus Tune's ``fit`` (the trials plus the scheduling around them).
+
+    python bench/sweep_overhead.py                       # ~10 s and ~2 s trials, prints ratios b/a and a breakdown
+    python bench/sweep_overhead.py --seconds 10 --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+N_TRIALS = 8
+CONCURRENCY = 2
+EPOCHS = 5
+MATRIX = 192
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The fixed work, and the training entry point the sweep stack calls (TrainConfig / train / prepare)
+# ------------------------------------------------------------------------------------------------------------------
+def work(iters: int) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(MATRIX, MATRIX, generator=g)
+    b = torch.randn(MATRIX, MATRIX, generator=g) / MATRIX**0.5
+    for _ in range(iters):
+        a = torch.tanh(a @ b)
+    return float(a.sum())
+
+
+def calibrate(target_s: float = 2.0) -> float:
+    """Matmul iterations per second on one thread."""
+    work(50)
+    n, start = 200, time.perf_counter()
+    work(n)
+    return n / (time.perf_counter() - start)
+
+
+class TrainConfig:
+    """Accepts whatever the sweep passes (the searched fields are ignored by the fixed work)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        return cls(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def metrics_for(epoch: int, budget: float, final: bool) -> dict[str, float]:
+    out = {"epoch": float(epoch), "budget": budget, "mean_val_acc": 0.5 + 0.01 * epoch, "score": 0.0,
+           "union_macs_ratio": budget, "union_params_ratio": budget, "union_macs": 1e6, "union_params": 1e5,
+           "train_loss": 1.0 / epoch}
+    for d in ("a", "b", "c", "d", "e"):
+        for name in ("val_acc", "train_loss", "usage", "switches_on", "params", "macs", "params_ratio",
+                     "macs_ratio"):
+            out[f"{name}/{d}"] = 0.5
+    if final:
+        out["pruned_agreement"] = 1.0
+    return out
+
+
+def train(config: TrainConfig, out_dir: str | Path, *, data: Any = None, report: Any = None,
+          resume_from: str | Path | None = None) -> dict:
+    v = config.values
+    out_dir = Path(out_dir)
+    start = 0 if resume_from is None else int(Path(resume_from, "epoch.txt").read_text())
+    log = v.get("timeline")
+    for epoch in range(start, EPOCHS):
+        t0 = time.time()
+        work(int(v["iters_per_epoch"]))
+        ckpt = out_dir / "checkpoints" / f"epoch_{epoch:04d}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "epoch.txt").write_text(str(epoch + 1))
+        final = epoch == EPOCHS - 1
+        m = metrics_for(epoch + 1, float(v.get("budget", 0.5)), final)
+        if final:
+            (out_dir / "metrics.json").write_text(json.dumps(m))
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), "start": t0, "end": time.time()}) + "\n")
+        if report is not None:
+            r0 = time.time()
+            report(m, ckpt)
+            if log:
+                with open(log, "a") as f:
+                    f.write(json.dumps({"pid": os.getpid(), "report_s": time.time() - r0}) + "\n")
+    return m
+
+
+def prepare(train_values: dict[str, Any], keep_data: bool) -> dict[str, Any]:
+    import torch  # noqa: F401  (the preparation task warms a worker the way bap's data loading does)
+
+    return {"data": None, "domains": ["synthetic"], "pretrained": None, "backbone_bytes": None}
+
+
+def available_domains(spec: str) -> list[str]:
+    return ["synthetic"]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The two variants (each in its own interpreter)
+# ------------------------------------------------------------------------------------------------------------------
+def _pool_trial(iters_per_epoch: int) -> float:
+    for _ in range(EPOCHS):
+        work(iters_per_epoch)
+    return 0.0
+
+
+def run_pool(iters_per_epoch: int) -> dict[str, float]:
+    import multiprocessing as mp
+
+    import torch  # noqa: F401  (imported before fork, as a user's script would)
+
+    start = time.perf_counter()
+    with mp.get_context("fork").Pool(CONCURRENCY) as pool:
+        pool.map(_pool_trial, [iters_per_epoch] * N_TRIALS, chunksize=1)
+    return {"sweep_s": time.perf_counter() - start}
+
+
+def run_stack(iters_per_epoch: int, root: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from sweeps import config as C
+    from sweeps.decathlon import run_sweep
+
+    timeline = root / "timeline.jsonl"
+    cfg = C.resolve("smoke", overrides={
+        "budgets": [0.25, 0.5, 0.75, 1.0], "num_samples": N_TRIALS // 4, "max_concurrent": CONCURRENCY,
+        "cpus_per_trial": 1, "num_cpus": CONCURRENCY, "asha": {"enabled": False}, "verbose": 0,
+        "tracking_uri": f"sqlite:///{root}/mlruns.db", "storage_path": str(root / "ray_results"),
+        "optuna_storage": str(root / "optuna_journal.log"), "entrypoint": "bench.sweep_overhead",
+        "train": {"epochs": EPOCHS, "iters_per_epoch": iters_per_epoch, "timeline": str(timeline)},
+    })
+    summary = run_sweep(cfg, sweep="bench", domains=["synthetic"])
+    events = [json.loads(line) for line in timeline.read_text().splitlines()]
+    epochs = [e for e in events if "start" in e]
+    reports = [e["report_s"] for e in events if "report_s" in e]
+    return {
+        "sweep_s": summary["timings"]["fit_s"],
+        "timings": summary["timings"],
+        "trials": summary["trials"],
+        "counts": summary["counts"],
+        "mlflow": summary["mlflow"]["stats"],
+        "worker_pids": len({e["pid"] for e in epochs}),
+        "report_wait_ms_mean": 1000 * sum(reports) / max(len(reports), 1),
+        "report_wait_ms_max": 1000 * max(reports or [0]),
+        "work_s": sum(e["end"] - e["start"] for e in epochs),
+    }
+
+
+def _variant(kind: str, iters_per_epoch: int) -> dict[str, Any]:
+    """Run one variant in a fresh interpreter; returns its inner numbers plus the whole-process wall time."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as root:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--run", kind, "--iters", str(iters_per_epoch),
+               "--root", root]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{kind} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        inner = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**inner, "whole_s": wall}
+
+
+def compare(seconds: float, rate: float) -> dict[str, Any]:
+    iters = max(1, int(rate * seconds / EPOCHS))
+    pool = _variant("pool", iters)
+    stack = _variant("stack", iters)
+    return {"trial_seconds": seconds, "iters_per_epoch": iters, "pool": pool, "stack": stack,
+            "ratio_whole": stack["whole_s"] / pool["whole_s"], "ratio_sweep": stack["sweep_s"] / pool["sweep_s"]}
+
+
+def explain(r: dict[str, Any]) -> str:
+    p, s = r["pool"], r["stack"]
+    t = s["timings"]
+    ideal = N_TRIALS * r["trial_seconds"] / CONCURRENCY
+    lines = [
+        f"~{r['trial_seconds']:g} s trials ({r['iters_per_epoch']} matmuls/epoch x {EPOCHS} epochs), "
+        f"{N_TRIALS} trials, {CONCURRENCY} at a time (ideal {ideal:.1f} s of work per slot):",
+        f"  whole process: pool {p['whole_s']:6.1f} s   stack {s['whole_s']:6.1f} s   ratio b/a {r['ratio_whole']:.2f}",
+        f"  sweep only:    pool {p['sweep_s']:6.1f} s   stack {s['sweep_s']:6.1f} s   ratio b/a {r['ratio_sweep']:.2f}",
+        "  where the stack's extra time goes:",
+        f"    interpreter start + imports before run_sweep: {s['whole_s'] - t['total_s']:5.1f} s",
+        f"    ray.init (local Ray; MLflow + Optuna setup overlap it): {t['ray_init_s']:5.1f} s",
+        f"    until data/preparation task and parent run ready:    {t['before_fit_s'] - t['ray_init_s']:5.1f} s",
+        f"    Tune loop minus trial work ({s['work_s']:.1f} s over {CONCURRENCY} slots): "
+        f"{s['sweep_s'] - s['work_s'] / CONCURRENCY:5.1f} s  "
+        f"(worker processes used: {s['worker_pids']}, reused across trials)",
+        f"    tune.report wait per epoch: mean {s['report_wait_ms_mean']:.0f} ms, max {s['report_wait_ms_max']:.0f} ms",
+        f"    MLflow writer thread busy {s['mlflow']['busy_s']:.1f} s off the loop "
+        f"({s['mlflow']['log_batch_calls']} log_batch calls for {s['mlflow']['metrics_logged']} metric values)",
+        f"    after fit: MLflow drain {t['mlflow_drain_s']:.1f} s, summary + ray.shutdown "
+        f"{t['total_s'] - t['before_fit_s'] - t['fit_s'] - t['mlflow_drain_s']:.1f} s",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, nargs="*", default=[10.0, 2.0], help="trial lengths to compare")
+    ap.add_argument("--run", choices=("pool", "stack"), help=argparse.SUPPRESS)
+    ap.add_argument("--iters", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--root", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help="also write the raw numbers to this file")
+    args = ap.parse_args(argv)
+    if args.run == "pool":
+        print(json.dumps(run_pool(args.iters)))
+        return 0
+    if args.run == "stack":
+        print(json.dumps(run_stack(args.iters, Path(args.root))))
+        return 0
+    rate = calibrate()
+    print(f"calibration: {rate:.0f} matmuls/s ({MATRIX}x{MATRIX}, 1 thread)", flush=True)
+    results = []
+    for seconds in args.seconds:
+        r = compare(seconds, rate)
+        results.append(r)
+        print(explain(r), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Once per sweep, before any trial: load (and pack) the data, and pretrain the shared backbone if trials need one.
+
+Runs as one Ray task, so the driver never imports torch or holds the images:
+
+* ``data_sharing: object_store`` -- the task returns the domains; they stay in Ray's object store and every trial
+  gets them from there (``tune.with_parameters``) instead of reading and decoding files.
+* ``data_sharing: cache`` -- the task only builds the packed uint8 cache (``bap.data``); trials on this node read
+  it back in seconds. Use this for the full Decathlon, whose images are too big to copy into every trial process.
+
+If the fixed training settings ask for a pretrained backbone that is not given (``pretrain_epochs > 0`` and
+``pretrained: null``), the task pretrains it once (``bap.pretrain``, cached by its settings) and the sweep passes its
+path -- and its bytes, for nodes that do not share the cache folder -- to every trial.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Training settings that decide the pretrained backbone: if the search varies any of them, each trial pretrains
+# (or finds in the cache) its own.
+BACKBONE_KEYS = ("width", "blocks", "pretrain_epochs", "pretrain_lr", "batch_size", "seed", "cache_dir",
+                 "pretrained")
+
+
+def prepare(entrypoint: str, train: Mapping[str, Any], searched: list[str], keep_data: bool) -> dict[str, Any]:
+    """Load the data once and pretrain the backbone if needed.
+
+    Args:
+        entrypoint: the training module (``bap.train``); a module with its own ``prepare(train, keep_data)``
+            (tests, the benchmark) is delegated to.
+        train: the fixed training values (with data, domains and cache_dir).
+        searched: names of the searched TrainConfig fields.
+        keep_data: return the domains (object-store sharing) or only build the cache.
+
+    Returns:
+        ``{"data": domains or None, "domains": [...], "pretrained": path or None, "backbone_bytes": bytes or None}``
+    """
+    module = importlib.import_module(entrypoint)
+    if hasattr(module, "prepare"):
+        return module.prepare(dict(train), keep_data)
+
+    from bap.data import load_data
+
+    config = module.TrainConfig.from_dict(dict(train))
+    data = load_data(config.data, config.domains, cache_dir=config.cache_dir)
+    out: dict[str, Any] = {"data": data if keep_data else None, "domains": list(data), "pretrained": None,
+                           "backbone_bytes": None}
+    if config.pretrained is None and config.pretrain_epochs > 0 and not set(searched) & set(BACKBONE_KEYS):
+        from bap.pretrain import pretrain_backbone
+
+        path = pretrain_backbone(data, width=config.width, blocks=config.blocks, epochs=config.pretrain_epochs,
+                                 lr=config.pretrain_lr, batch_size=config.batch_size, seed=config.seed,
+                                 device=config.device, cache_dir=config.cache_dir, log=False)
+        out["pretrained"] = str(path)
+        out["backbone_bytes"] = Path(path).read_bytes()
+    return out
+
+
+def prepare_split(entrypoint: str, train: Mapping[str, Any], searched: list[str],
+                  keep_data: bool) -> tuple[Any, dict[str, Any], bytes | None]:
+    """:func:`prepare` as three values (a Ray task with ``num_returns=3``): the domains stay in the object store
+    and the driver fetches only the small middle part."""
+    out = prepare(entrypoint, train, searched, keep_data)
+    info = {k: v for k, v in out.items() if k not in ("data", "backbone_bytes")}
+    return out.get("data"), info, out.get("backbone_bytes")
+
+
+def check_train_values(entrypoint: str, train: Mapping[str, Any], variants: list[dict[str, Any]],
+                       data_spec: str | None, domains: list[str] | None) -> list[str]:
+    """Validate fixed values, every search-space extreme and the domain names; return the data's domain list.
+
+    Raises ValueError (bad field/value, with the allowed values) or KeyError (unknown domain).
+    """
+    module = importlib.import_module(entrypoint)
+    module.TrainConfig.from_dict(dict(train))
+    for variant in variants:
+        values = {**train, **variant}
+        try:
+            module.TrainConfig.from_dict(values)
+        except ValueError as exc:
+            raise ValueError(f"search space value {variant} is invalid: {exc}") from None
+    if hasattr(module, "available_domains"):
+        available = list(module.available_domains(data_spec))
+    else:
+        from bap.data import available_domains
+
+        available = list(available_domains(data_spec))
+    if domains:
+        unknown = [d for d in domains if d not in available]
+        if unknown:
+            raise KeyError(f"unknown domain(s) {', '.join(unknown)}; {data_spec} has: {', '.join(available)}")
+    if not available:
+        raise KeyError(f"no domain found in {data_spec}")
+    return available

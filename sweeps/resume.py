@@ -1,0 +1,138 @@
+"""``--resume``: find the interrupted sweep, make its saved state loadable, and list the trials that already ended.
+
+A driver can die at any instant (``kill -9``, a lost head node). What survives is: Tune's experiment state (saved
+every second here, ``TUNE_GLOBAL_CHECKPOINT_S``), each trial's persisted checkpoints, the Optuna journal, and the MLflow
+runs. They can disagree by the last instant before the kill; the pieces that reconcile them are:
+
+* here: :func:`ended_trials` -- trials MLflow already closed (FINISHED or KILLED) whose Tune state was not saved
+  yet; the trainable re-reports their final metrics instead of training again;
+* :mod:`sweeps.trainable` -- a trial resumes from its newest persisted checkpoint, not the one Tune remembers;
+* :mod:`sweeps.search` -- Optuna trials are never told twice; ones Tune never recorded are adopted;
+* :mod:`sweeps.tracking` -- MLflow runs are re-adopted by trial id; ones left RUNNING are closed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bap import metrics as M
+from sweeps.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TUNER_FILE = "tuner.pkl"
+STATE_GLOB = "experiment_state-*.json"
+
+
+def _fs_and_path(storage_path: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    if "://" in storage_path:
+        return pafs.FileSystem.from_uri(storage_path)
+    return pafs.LocalFileSystem(), storage_path
+
+
+def list_sweeps(storage_path: str, prefix: str | None = None) -> list[tuple[float, str]]:
+    """(mtime, name) of every sweep folder under ``storage_path`` holding a Tune experiment, newest first."""
+    import pyarrow.fs as pafs
+
+    fs, root = _fs_and_path(storage_path)
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+    except Exception:
+        return []
+    out = []
+    for e in entries:
+        name = Path(e.path).name
+        if e.type != pafs.FileType.Directory or (prefix and not name.startswith(prefix)):
+            continue
+        info = fs.get_file_info(f"{e.path}/{TUNER_FILE}")
+        if info.type == pafs.FileType.File:
+            out.append((info.mtime.timestamp() if info.mtime else 0.0, name))
+    return sorted(out, reverse=True)
+
+
+def sweep_exists(storage_path: str, name: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, root = _fs_and_path(storage_path)
+    return fs.get_file_info(f"{root}/{name}/{TUNER_FILE}").type == pafs.FileType.File
+
+
+def find_sweep_to_resume(storage_path: str, preset: str, name: str | None) -> str:
+    """The sweep name ``--resume`` continues: ``name`` if given, else the newest ``<preset>-*`` sweep."""
+    if name:
+        if not sweep_exists(storage_path, name):
+            raise ConfigError(f"--resume: no sweep {name!r} under {storage_path} (no {TUNER_FILE}); "
+                              "drop --resume to start it")
+        return name
+    found = list_sweeps(storage_path, prefix=f"{preset}-")
+    if not found:
+        raise ConfigError(f"--resume: no {preset} sweep under {storage_path}; drop --resume to start one, or "
+                          "give --name and --storage-path of the sweep to continue")
+    return found[0][1]
+
+
+def repair_experiment_state(experiment_dir: str) -> bool:
+    """If the newest ``experiment_state-*.json`` is truncated (a kill during its copy to storage), put back the
+    driver's local staging copy of it. Returns True if a file was replaced. Local storage only."""
+    if "://" in experiment_dir:
+        return False
+    files = sorted(glob.glob(os.path.join(experiment_dir, STATE_GLOB)))
+    if not files:
+        return False
+    newest = files[-1]
+    try:
+        json.loads(Path(newest).read_text())
+        return False
+    except (OSError, ValueError):
+        pass
+    name = Path(experiment_dir).name
+    pattern = f"/tmp/ray/session_*/artifacts/*/{name}/driver_artifacts/{Path(newest).name}"
+    for cand in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
+        try:
+            json.loads(Path(cand).read_text())
+        except (OSError, ValueError):
+            continue
+        shutil.copyfile(cand, newest)
+        logger.warning("Replaced a truncated %s with the driver's staging copy", Path(newest).name)
+        return True
+    return False
+
+
+def ended_trials(child_runs: list[Any]) -> dict[str, dict[str, float]]:
+    """Trial id -> last metrics of every child run MLflow already closed as FINISHED or KILLED.
+
+    Handed to the trainable: if Tune's saved state still shows such a trial unfinished, the trial re-reports these
+    metrics and returns rather than training again.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for run in child_runs:
+        tid = run.data.tags.get(M.TAG_TRIAL_ID)
+        if not tid or run.info.status not in ("FINISHED", "KILLED"):
+            continue
+        metrics = dict(run.data.metrics)
+        if run.info.status == "KILLED":
+            metrics.pop(M.PRUNED_AGREEMENT, None)
+        out[tid] = metrics
+    return out
+
+
+def logged_epochs(child_runs: list[Any]) -> dict[str, float]:
+    """Trial id -> the last epoch its MLflow run holds. A resumed trial re-reports the epochs after it (from its
+    checkpoint's history), so metrics a dead driver had not written yet are not lost."""
+    out = {}
+    for run in child_runs:
+        tid = run.data.tags.get(M.TAG_TRIAL_ID)
+        if tid:
+            out[tid] = float(run.data.metrics.get(M.EPOCH, 0.0))
+        prev = run.data.tags.get("bap.previous_trial_id")
+        if prev:
+            out.setdefault(prev, float(run.data.metrics.get(M.EPOCH, 0.0)))
+    return out

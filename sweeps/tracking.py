@@ -1,0 +1,681 @@
+"""MLflow glue: one parent run per sweep, exactly one nested child run per Ray Tune trial, written off Tune's loop.
+
+* :func:`check_tracking_uri` answers "can we log there?" within seconds, before anything starts (an unreachable
+  server otherwise hangs a sweep for minutes inside MLflow's HTTP retries).
+* :class:`SweepRun` creates or re-adopts the parent run (tag ``bap.sweep_id``) and ends it.
+* :class:`TrialRunLogger` is a Tune ``Callback`` on the driver. It owns each child run's whole life: created (or
+  re-adopted by its ``bap.trial_id`` tag, so retries and ``--resume`` never duplicate it) when the trial starts,
+  per-epoch metrics of every domain batched into ``log_batch`` calls, artifacts (``metrics.json``, the pruned model
+  and its channel maps) when it completes, and the status it ended with: FINISHED, KILLED (stopped early by ASHA)
+  or FAILED. All MLflow calls run on one background thread, so neither ``tune.report`` nor Tune's loop waits for a
+  database write.
+* On ``--resume`` the first loop step reconciles what a killed driver left behind: runs of trials Tune already
+  finished are closed with the right status and their last metrics; a RUNNING run of a trial Tune never recorded
+  (started in the last seconds before the kill) is taken over by the new Tune trial that adopts the same Optuna
+  trial (and continues from its checkpoints), re-tagged with the new trial id; one nobody takes over is closed as
+  KILLED and marked deleted when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from bap import metrics as M
+from sweeps.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+TAG_OPTUNA_STUDY = "bap.optuna_study"
+TAG_OPTUNA_TRIAL = "bap.optuna_trial"
+TAG_RESTARTS = "bap.restarts"
+TAG_ORPHANED = "bap.orphaned"
+TAG_PREVIOUS_TRIAL = "bap.previous_trial_id"  # a trial that took over a dead driver's unrecorded trial
+TAG_STOPPED_EARLY = "bap.stopped_early"
+TAG_ERROR = "bap.error"
+TAG_TRAIN_DIR = "bap.train_dir"
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+# Tune's own bookkeeping keys: not training metrics.
+_SKIP_KEYS = {
+    "training_iteration", "time_this_iter_s", "timestamp", "pid", "done", "iterations_since_restore",
+    "time_since_restore", "timesteps_since_restore", "should_checkpoint", "trial_id", "date", "hostname",
+    "node_ip", "experiment_tag", "checkpoint_dir_name", "episodes_total", "timesteps_total", "experiment_id",
+}
+_MAX_METRICS = 1000
+_MAX_PARAMS = 100
+_MAX_PARAM_LEN = 6000
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reachability
+# --------------------------------------------------------------------------------------------------------------
+def _call_with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
+    """Run ``fn`` on a daemon thread; raise TimeoutError if it does not return within ``timeout`` seconds."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True, name="mlflow-check")
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def check_tracking_uri(uri: str, timeout: float = 10.0) -> None:
+    """Raise ConfigError unless the tracking store at ``uri`` answers within ``timeout`` seconds.
+
+    HTTP(S) servers get a plain ``GET /health`` first (no MLflow retries), then one API call; SQLite needs a
+    writable folder; any other store gets one API call on a thread with the same deadline.
+    """
+    hint = "start the server, or log locally with --tracking-uri sqlite:///mlruns.db"
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+                resp.read(64)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise ConfigError(f"MLflow tracking server {uri} refused the request (HTTP {exc.code}); "
+                                  "set MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN") from None
+            # Other codes: something answers; the API call below decides.
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConfigError(f"MLflow tracking server {uri} is unreachable ({reason}); {hint}") from None
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout, 10))))
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        folder = db.parent
+        if not folder.is_dir():
+            raise ConfigError(f"the folder of the MLflow SQLite file {str(db)!r} does not exist; create it first")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"cannot write the MLflow SQLite file {str(db)!r}: folder is not writable")
+        if not db.exists():
+            return  # created (with its schema) when the sweep starts: nothing is written before validation passes
+        timeout = max(timeout, 60.0)  # local: a schema upgrade can take seconds, it cannot hang
+    elif "://" not in uri and not uri.startswith("databricks"):
+        raise ConfigError(f"tracking URI {uri!r} is neither a server URL nor a database URL; use e.g. "
+                          "sqlite:///mlruns.db or http://host:5000 (the plain file store is deprecated in MLflow 3)")
+
+    def probe() -> None:
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+
+    try:
+        _call_with_timeout(probe, timeout)
+    except TimeoutError as exc:
+        raise ConfigError(f"MLflow tracking store {uri} did not answer ({exc}); {hint}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"MLflow tracking store {uri} failed: {first[:300]}; {hint}") from None
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: next to a SQLite file (``<dir>/mlruns/<experiment>``); else the
+    server's default (None). Without this MLflow would write ``./mlruns`` relative to each process's cwd."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///") :]).parent / "mlruns" / experiment
+        return folder.resolve().as_uri()
+    return None
+
+
+def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+    except Exception:
+        exp = client.get_experiment_by_name(name)  # created concurrently
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _tag_filter(tags: Mapping[str, str]) -> str:
+    return " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+
+
+def search_all_runs(client: Any, experiment_id: str, filter_string: str, view: str = "active_only") -> list[Any]:
+    from mlflow.entities import ViewType
+
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token,
+                                  run_view_type=ViewType.from_string(view))
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def flatten_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten_params(v, key + "."))
+        else:
+            text = json.dumps(v) if isinstance(v, list | tuple) else str(v)
+            out[key] = text[:_MAX_PARAM_LEN]
+    return out
+
+
+def log_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), _MAX_PARAMS):
+        client.log_batch(run_id, params=items[i : i + _MAX_PARAMS])
+
+
+def numeric_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The training metrics in a Tune result: numbers (not bools), minus Tune's bookkeeping and config."""
+    out = {}
+    for k, v in result.items():
+        if k in _SKIP_KEYS or k.startswith("config/") or isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        out[k] = float(v)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parent run
+# --------------------------------------------------------------------------------------------------------------
+class SweepRun:
+    """The sweep's parent run: created once, re-adopted (by ``bap.sweep_id``) on ``--resume``."""
+
+    def __init__(self, uri: str, experiment: str, sweep_id: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.experiment_name = experiment
+        self.sweep_id = sweep_id
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
+        self.run_id: str | None = None
+        self.adopted = False
+
+    def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        found = search_all_runs(self.client, self.experiment_id,
+                                _tag_filter({M.TAG_SWEEP_ID: self.sweep_id, M.TAG_ROLE: M.ROLE_SWEEP}))
+        if found:
+            run = sorted(found, key=lambda r: r.info.start_time)[0]
+            self.run_id, self.adopted = run.info.run_id, True
+            if run.info.status != "RUNNING":
+                self.client.update_run(self.run_id, status="RUNNING")
+            self.client.set_tag(self.run_id, "bap.resumed_at", time.strftime("%Y-%m-%d %H:%M:%S"))
+            return self.run_id
+        all_tags = {M.TAG_SWEEP_ID: self.sweep_id, M.TAG_ROLE: M.ROLE_SWEEP, **tags}
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=self.sweep_id)
+        self.run_id = run.info.run_id
+        log_params(self.client, self.run_id, flatten_params(params))
+        return self.run_id
+
+    def log_artifact_text(self, name: str, text: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_metrics(self, values: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, 0) for k, v in values.items()]
+        for i in range(0, len(items), _MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=items[i : i + _MAX_METRICS])
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id:
+            self.client.set_terminated(self.run_id, status=status)
+
+    def child_runs(self, view: str = "active_only") -> list[Any]:
+        return search_all_runs(self.client, self.experiment_id,
+                               _tag_filter({M.TAG_SWEEP_ID: self.sweep_id, M.TAG_ROLE: M.ROLE_TRIAL}), view)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Child runs: the Tune callback and its background writer
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class TrialInfo:
+    """What the writer needs to know about a Tune trial (a plain snapshot: Trial objects stay on Tune's thread)."""
+
+    trial_id: str
+    name: str
+    status: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    train_dir: tuple[Any, str] | None  # (pyarrow filesystem, path) of the trial's train/ folder
+    error: str | None = None
+    num_failures: int = 0
+
+
+@dataclass
+class _RunState:
+    run_id: str
+    frozen: bool  # ended (by us or a previous driver): no further writes
+    last_epoch: float = -math.inf
+    pending: list[Any] = field(default_factory=list)
+
+
+def trial_train_dir(trial: Any) -> tuple[Any, str] | None:
+    """(filesystem, path) of the trial's ``train/`` output folder on the sweep storage."""
+    storage = getattr(trial, "storage", None)
+    if storage is None:
+        return None
+    try:
+        return storage.storage_filesystem, f"{storage.trial_fs_path}/train"
+    except Exception:
+        return None
+
+
+def snapshot(trial: Any) -> TrialInfo:
+    error = None
+    err_file = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
+    if err_file:
+        try:
+            error = Path(err_file).read_text()[-4000:]
+        except OSError:
+            error = None
+    if error is None and getattr(trial, "error_file", None):
+        try:
+            error = Path(trial.error_file).read_text()[-4000:]
+        except (OSError, TypeError):
+            error = None
+    return TrialInfo(
+        trial_id=trial.trial_id,
+        name=str(trial),
+        status=trial.status,
+        config=dict(trial.config or {}),
+        last_result=dict(trial.last_result or {}),
+        train_dir=trial_train_dir(trial),
+        error=error,
+        num_failures=int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0),
+    )
+
+
+class TrialRunLogger(Callback):
+    """Tune callback: one MLflow child run per trial, under the sweep's parent run, written on a background thread.
+
+    Args:
+        tracking_uri, experiment_id, parent_run_id, sweep_id: where the runs go.
+        fixed_params: training settings shared by every trial (logged as params with the trial's own config).
+        tags: extra tags on every child run (e.g. ``bap.preset``).
+        final_key: result key only the final (pruned) report has: a trial that completes without it was stopped
+            early (KILLED).
+        end_timeout_s: how long a trial's end waits for its MLflow writes (with ``wait_for_end``).
+        wait_for_end: block Tune's loop until a trial's end is written (off by default: reconciled on resume).
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str, *,
+                 fixed_params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
+                 final_key: str = M.PRUNED_AGREEMENT, end_timeout_s: float = 60.0,
+                 flush_interval_s: float = 0.5, wait_for_end: bool = False) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.sweep_id = sweep_id
+        self.fixed_params = dict(fixed_params or {})
+        self.tags = dict(tags or {})
+        self.final_key = final_key
+        self.end_timeout_s = end_timeout_s
+        self.wait_for_end = wait_for_end
+        self.flush_interval_s = flush_interval_s
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._runs: dict[str, _RunState] = {}
+        self._reconciled = False
+        self.errors: list[str] = []
+        self.stats = {"log_batch_calls": 0, "metrics_logged": 0, "runs_created": 0, "runs_adopted": 0,
+                      "runs_closed_on_reconcile": 0, "orphans_adopted": 0, "orphans_closed": 0, "busy_s": 0.0}
+        self._orphans: dict[tuple, Any] = {}
+
+    # Tune pickles callbacks into tuner.pkl: keep only configuration.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_queue=None, _thread=None, _runs={}, _reconciled=False, errors=[], _orphans={})
+        return state
+
+    # --- Tune hooks (driver thread: enqueue only) -----------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        self._start_thread()
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._reconciled:
+            self._reconciled = True
+            self._submit(("reconcile", [snapshot(t) for t in trials]))
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._submit(("start", snapshot(trial)))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        epoch = result.get(M.EPOCH, result.get("training_iteration"))
+        self._submit(("metrics", trial.trial_id, epoch, numeric_metrics(result)))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._submit(("restart", snapshot(trial)))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        info_ = snapshot(trial)
+        status = "FINISHED" if self.final_key in info_.last_result else "KILLED"
+        self._end_submitted(self._submit(("end", info_, status)))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._end_submitted(self._submit(("end", snapshot(trial), "FAILED")))
+
+    def _end_submitted(self, done: threading.Event) -> None:
+        # Not waited for by default: Tune's loop moves on to the next trial at once. If the driver dies before
+        # the write, the next --resume closes the run from Tune's saved state (see _reconcile).
+        if self.wait_for_end:
+            self._wait(done)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.close()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def _start_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="mlflow-trial-logger")
+        self._thread.start()
+
+    def _submit(self, op: tuple) -> threading.Event:
+        if self._thread is None:
+            self._start_thread()
+        done = threading.Event()
+        self._queue.put((op, done))
+        return done
+
+    def _wait(self, done: threading.Event) -> None:
+        if not done.wait(self.end_timeout_s):
+            logger.warning("MLflow writes for a finished trial took over %.0f s; continuing", self.end_timeout_s)
+
+    def flush(self, timeout: float = 120.0) -> bool:
+        """Wait until everything queued so far is written."""
+        if self._thread is None:
+            return True
+        return self._submit(("noop",)).wait(timeout)
+
+    def close(self, timeout: float = 120.0) -> None:
+        if self._thread is None:
+            return
+        done = self._submit(("stop",))
+        done.wait(timeout)
+        self._thread.join(timeout=5)
+        self._thread = None
+
+    # --- writer thread -----------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        try:
+            self._load_existing()
+        except Exception as exc:
+            self._error(f"could not list existing trial runs: {exc}")
+        stop = False
+        while not stop:
+            try:
+                first = self._queue.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                continue
+            batch = [first]
+            time.sleep(0.05)  # let a burst of results accumulate into one batch
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = []
+            busy = time.perf_counter()
+            for op, done in batch:
+                events.append(done)
+                if op[0] == "stop":
+                    stop = True
+                    try:
+                        self._close_orphans()
+                    except Exception as exc:
+                        self._error(f"closing orphaned runs: {exc}")
+                    continue
+                try:
+                    self._apply(op)
+                except Exception as exc:  # MLflow trouble must never take the sweep down
+                    self._error(f"{op[0]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                if op[0] in ("end", "noop", "reconcile"):
+                    self._safe_flush()  # everything before an end/flush is on disk when its event fires
+            self._safe_flush()
+            self.stats["busy_s"] += time.perf_counter() - busy
+            for done in events:
+                done.set()
+
+    def _safe_flush(self) -> None:
+        try:
+            self._flush_all()
+        except Exception as exc:
+            self._error(f"log_batch: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            for state in self._runs.values():
+                state.pending.clear()  # drop what cannot be written rather than retry forever
+
+    def _error(self, message: str) -> None:
+        if len(self.errors) < 100:
+            self.errors.append(message)
+        logger.warning("MLflow: %s", message)
+
+    def _load_existing(self) -> None:
+        """Index the sweep's existing child runs by Tune trial id (adopted on start instead of duplicated)."""
+        runs = search_all_runs(self._client, self.experiment_id,
+                               _tag_filter({M.TAG_SWEEP_ID: self.sweep_id, M.TAG_ROLE: M.ROLE_TRIAL}))
+        self._existing: dict[str, Any] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time):
+            tid = run.data.tags.get(M.TAG_TRIAL_ID)
+            if tid and tid not in self._existing:
+                self._existing[tid] = run
+
+    def _apply(self, op: tuple) -> None:
+        kind = op[0]
+        if kind == "start":
+            self._ensure_run(op[1])
+        elif kind == "metrics":
+            self._queue_metrics(op[1], op[2], op[3])
+        elif kind == "restart":
+            info: TrialInfo = op[1]
+            state = self._ensure_run(info)
+            if state and not state.frozen:
+                self._client.set_tag(state.run_id, TAG_RESTARTS, str(info.num_failures))
+        elif kind == "end":
+            self._end(op[1], op[2])
+        elif kind == "reconcile":
+            self._reconcile(op[1])
+
+    def _ensure_run(self, info: TrialInfo) -> _RunState | None:
+        if info.trial_id in self._runs:
+            return self._runs[info.trial_id]
+        existing = getattr(self, "_existing", {}).get(info.trial_id)
+        orphan_key = (info.config.get("optuna_study"), str(info.config.get("optuna_trial")))
+        if existing is None and info.config.get("resume_trial") and orphan_key in self._orphans:
+            existing = self._orphans.pop(orphan_key)  # continue the dead driver's run of this Optuna trial
+            self._client.set_tag(existing.info.run_id, M.TAG_TRIAL_ID, info.trial_id)
+            self._client.set_tag(existing.info.run_id, TAG_PREVIOUS_TRIAL, existing.data.tags.get(M.TAG_TRIAL_ID))
+            if info.train_dir is not None:
+                self._client.set_tag(existing.info.run_id, TAG_TRAIN_DIR, info.train_dir[1])
+            self.stats["orphans_adopted"] += 1
+        if existing is not None:
+            state = _RunState(existing.info.run_id, frozen=existing.info.status in TERMINAL,
+                              last_epoch=existing.data.metrics.get(M.EPOCH, -math.inf))
+            self.stats["runs_adopted"] += 1
+            self._runs[info.trial_id] = state
+            return state
+        budget = info.config.get(M.BUDGET)
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            M.TAG_SWEEP_ID: self.sweep_id,
+            M.TAG_ROLE: M.ROLE_TRIAL,
+            M.TAG_TRIAL_ID: info.trial_id,
+            **self.tags,
+        }
+        if budget is not None:
+            tags[M.TAG_BUDGET] = f"{float(budget):g}"
+        sharing = info.config.get("sharing", self.fixed_params.get("sharing"))
+        if sharing is not None:
+            tags[M.TAG_SHARING] = str(sharing)
+        for key, tag in (("optuna_study", TAG_OPTUNA_STUDY), ("optuna_trial", TAG_OPTUNA_TRIAL)):
+            if key in info.config:
+                tags[tag] = str(info.config[key])
+        if info.train_dir is not None:
+            tags[TAG_TRAIN_DIR] = info.train_dir[1]
+        name = f"{info.trial_id}-b{float(budget):g}" if budget is not None else info.trial_id
+        run = self._client.create_run(self.experiment_id, tags=tags, run_name=name)
+        state = _RunState(run.info.run_id, frozen=False)
+        self._runs[info.trial_id] = state
+        self.stats["runs_created"] += 1
+        params = {**self.fixed_params, **{k: v for k, v in info.config.items() if k not in ("optuna_study",)}}
+        log_params(self._client, state.run_id, flatten_params(params))
+        return state
+
+    def _queue_metrics(self, trial_id: str, epoch: Any, values: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        state = self._runs.get(trial_id)
+        if state is None or state.frozen or epoch is None:
+            return
+        epoch = float(epoch)
+        if epoch <= state.last_epoch:
+            return  # a resumed trial re-reporting an epoch already logged
+        state.last_epoch = epoch
+        ts = int(time.time() * 1000)
+        step = int(epoch)
+        state.pending.extend(Metric(k, v, ts, step) for k, v in values.items())
+
+    def _flush_all(self) -> None:
+        for state in self._runs.values():
+            while state.pending:
+                chunk, state.pending = state.pending[:_MAX_METRICS], state.pending[_MAX_METRICS:]
+                self._client.log_batch(state.run_id, metrics=chunk)
+                self.stats["log_batch_calls"] += 1
+                self.stats["metrics_logged"] += len(chunk)
+
+    def _end(self, info: TrialInfo, status: str) -> None:
+        state = self._ensure_run(info)
+        if state is None or state.frozen:
+            return
+        if info.last_result:
+            self._queue_metrics(info.trial_id, info.last_result.get(M.EPOCH), numeric_metrics(info.last_result))
+        self._flush_all()
+        tags = {}
+        if status == "KILLED":
+            tags[TAG_STOPPED_EARLY] = "true"
+        if status == "FAILED" and info.error:
+            tags[TAG_ERROR] = info.error.strip().splitlines()[-1][:500] if info.error.strip() else "error"
+            self._client.log_text(state.run_id, info.error, "error.txt")
+        for k, v in tags.items():
+            self._client.set_tag(state.run_id, k, v)
+        if info.num_failures:
+            self._client.set_tag(state.run_id, TAG_RESTARTS, str(info.num_failures))
+        self._log_artifacts(state.run_id, info)
+        self._client.set_terminated(state.run_id, status=status)
+        state.frozen = True
+
+    def _log_artifacts(self, run_id: str, info: TrialInfo) -> None:
+        if info.train_dir is None:
+            return
+        fs, path = info.train_dir
+        try:
+            with _local_copy(fs, path, ("metrics.json", "trial_config.json", "pruned")) as local:
+                if local is None:
+                    return
+                for name in ("metrics.json", "trial_config.json"):
+                    if (local / name).is_file():
+                        self._client.log_artifact(run_id, str(local / name))
+                if (local / "pruned").is_dir():
+                    self._client.log_artifacts(run_id, str(local / "pruned"), "pruned")
+        except Exception as exc:
+            self._error(f"artifacts of {info.trial_id}: {exc}")
+
+    def _reconcile(self, trials: Iterable[TrialInfo]) -> None:
+        """Close what a dead driver left RUNNING (see module docstring)."""
+        trials = list(trials)
+        known = {t.trial_id for t in trials}
+        existing = getattr(self, "_existing", {})
+        for info in trials:
+            run = existing.get(info.trial_id)
+            if run is None or run.info.status != "RUNNING":
+                continue
+            if info.status in ("TERMINATED", "ERROR"):
+                status = "FAILED" if info.status == "ERROR" else (
+                    "FINISHED" if self.final_key in info.last_result else "KILLED")
+                self._end(info, status)
+                self.stats["runs_closed_on_reconcile"] += 1
+        for tid, run in existing.items():
+            if tid in known or run.info.status != "RUNNING":
+                continue
+            # Tune never recorded this trial; the searcher hands its Optuna trial to a new Tune trial, which
+            # adopts this run (see _ensure_run). Runs nobody adopts are closed when the sweep ends.
+            key = (run.data.tags.get(TAG_OPTUNA_STUDY), run.data.tags.get(TAG_OPTUNA_TRIAL))
+            self._orphans[key] = run
+
+    def _close_orphans(self) -> None:
+        for run in self._orphans.values():
+            self._client.set_tag(run.info.run_id, TAG_ORPHANED,
+                                 "Tune never recorded this trial before its driver stopped, and no new trial "
+                                 "took it over")
+            self._client.set_terminated(run.info.run_id, status="KILLED")
+            self._client.delete_run(run.info.run_id)
+            self.stats["orphans_closed"] += 1
+        self._orphans.clear()
+
+
+class _local_copy:
+    """Context manager: a local folder with ``names`` from ``(fs, path)`` (the folder itself when it is local)."""
+
+    def __init__(self, fs: Any, path: str, names: Iterable[str]) -> None:
+        self.fs, self.path, self.names = fs, path, list(names)
+        self.tmp: str | None = None
+
+    def __enter__(self) -> Path | None:
+        import pyarrow.fs as pafs
+
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            p = Path(self.path)
+            return p if p.is_dir() else None
+        self.tmp = tempfile.mkdtemp(prefix="bap-artifacts-")
+        found = False
+        for name in self.names:
+            src = f"{self.path}/{name}"
+            info = self.fs.get_file_info(src)
+            if info.type == pafs.FileType.NotFound:
+                continue
+            found = True
+            pafs.copy_files(src, str(Path(self.tmp, name)), source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+        return Path(self.tmp) if found else None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)

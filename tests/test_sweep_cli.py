@@ -1,0 +1,97 @@
+"""Bad inputs stop the driver with one clear line and exit code 2, before anything is launched or written."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sweeps.decathlon import main
+
+REPO_DRIVER = "sweeps/decathlon.py"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _nothing_written(folder) -> None:
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("extra")) == []
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    d = tmp_path / "cwd"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    return d
+
+
+def _annotationless_root(tmp_path):
+    root = tmp_path / "extra_decathlon"
+    (root / "data").mkdir(parents=True)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--preset", "huge"], "unknown preset 'huge'; allowed values: decathlon, mini, smoke"),
+        (["--preset", "smoke", "--budgets", "0.25,1.5"], "budget 1.5 is outside (0, 1]"),
+        (["--preset", "smoke", "--budgets", "0"], "budget 0.0 is outside (0, 1]"),
+        (["--preset", "smoke", "--domains", "digits,klingon"], "unknown domain(s) klingon"),
+        (["--preset", "smoke", "--set", "optimizer=rmsprop"], "optimizer must be one of ['sgd', 'adamw']"),
+        (["--preset", "smoke", "--set", "colour=red"], "unknown training config keys ['colour']"),
+        (["--preset", "smoke", "--resume"], "--resume: no smoke sweep under"),
+        (["--preset", "decathlon"], "needs --data-root"),
+    ],
+)
+def test_bad_inputs_exit_2(workdir, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    _nothing_written(workdir)
+
+
+def test_data_root_without_annotations(workdir, tmp_path, capsys):
+    root = _annotationless_root(tmp_path)
+    assert main(["--preset", "decathlon", "--data-root", str(root)]) == 2
+    assert "has no annotations/<domain>_train.json" in capsys.readouterr().err
+    _nothing_written(workdir)
+
+
+def test_unreachable_tracking_server_fails_in_seconds(workdir, capsys):
+    start = time.monotonic()
+    assert main(["--preset", "smoke", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"]) == 2
+    assert time.monotonic() - start < 15  # the bap import dominates; the check itself is instant
+    assert "is unreachable" in capsys.readouterr().err
+    _nothing_written(workdir)
+
+
+def test_existing_sweep_needs_resume(workdir, capsys):
+    (workdir / "ray_results" / "mine").mkdir(parents=True)
+    (workdir / "ray_results" / "mine" / "tuner.pkl").write_bytes(b"")
+    assert main(["--preset", "smoke", "--name", "mine"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_dry_run_validates_and_prints(workdir, capsys):
+    assert main(["--preset", "smoke", "--dry-run", "--name", "dry"]) == 0
+    out = capsys.readouterr().out
+    assert "name: dry" in out and "domains_resolved:" in out
+    _nothing_written(workdir)
+
+
+def test_subprocess_exit_code_and_no_traceback(workdir):
+    from tests.test_sweep_fixtures import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / REPO_DRIVER), "--preset", "smoke", "--budgets", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: budget 2.0 is outside (0, 1]")
+    _nothing_written(workdir)

@@ -1,0 +1,230 @@
+"""MLflow glue against a real SQLite store: reachability, one run per trial, statuses, resume reconciliation."""
+
+from __future__ import annotations
+
+import socket
+import time
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+
+from bap import metrics as M
+from sweeps.config import ConfigError
+from sweeps.resume import ended_trials
+from sweeps.tracking import SweepRun, TrialRunLogger, check_tracking_uri, numeric_metrics
+
+
+class FakeTrial:
+    """What the callback reads from a Tune Trial."""
+
+    def __init__(self, trial_id: str, budget: float, status: str = "RUNNING", train_dir=None) -> None:
+        self.trial_id, self.status = trial_id, status
+        self.config = {"budget": budget, "sharing": "jaccard", "lr": 0.1, "optuna_trial": 0}
+        self.last_result: dict = {}
+        self.run_metadata = SimpleNamespace(error_filename=None, num_failures=0)
+        self.storage = None
+        self._train_dir = train_dir
+
+    def __str__(self) -> str:
+        return f"run_trial_{self.trial_id}"
+
+
+def epoch_result(epoch: int, acc: float, final: bool = False) -> dict:
+    out = {M.EPOCH: float(epoch), M.MEAN_VAL_ACC: acc, "val_acc/digits": acc, "usage/digits": 0.5,
+           "training_iteration": epoch, "time_this_iter_s": 1.0, "config/lr": 0.1, "done": False, "hostname": "h"}
+    if final:
+        out[M.PRUNED_AGREEMENT] = 1.0
+    return out
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    """One SQLite store for the module (creating the schema takes seconds); each test uses its own sweep id."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlruns.db"
+
+
+def _logger(parent: SweepRun, **kw) -> TrialRunLogger:
+    cb = TrialRunLogger(parent.uri, parent.experiment_id, parent.run_id, parent.sweep_id,
+                        fixed_params={"epochs": 3, "width": 0.125}, tags={M.TAG_PRESET: "smoke"}, **kw)
+    cb.setup()
+    return cb
+
+
+def _run(cb: TrialRunLogger, trial: FakeTrial, results: list[dict], end: str | None) -> None:
+    cb.on_trial_start(0, [], trial)
+    for r in results:
+        trial.last_result = r
+        cb.on_trial_result(0, [], trial, r)
+    if end == "complete":
+        trial.status = "TERMINATED"
+        cb.on_trial_complete(0, [], trial)
+    elif end == "error":
+        trial.status = "ERROR"
+        cb.on_trial_error(0, [], trial)
+
+
+def _children(parent: SweepRun):
+    return {r.data.tags[M.TAG_TRIAL_ID]: r for r in parent.child_runs()}
+
+
+def test_unreachable_server_fails_fast_with_a_clear_message():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"MLflow tracking server http://127.0.0.1:\d+ is unreachable"):
+        check_tracking_uri(f"http://127.0.0.1:{port}", timeout=3)
+    assert time.monotonic() - start < 5
+
+
+def test_silent_server_times_out_quickly():
+    # A socket that accepts connections but never answers: the case that used to hang a sweep for minutes.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        start = time.monotonic()
+        with pytest.raises(ConfigError, match="unreachable"):
+            check_tracking_uri(f"http://127.0.0.1:{s.getsockname()[1]}", timeout=2)
+        assert time.monotonic() - start < 6
+
+
+def test_sqlite_checks(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_tracking_uri(f"sqlite:///{tmp_path}/nope/mlruns.db")
+    check_tracking_uri(f"sqlite:///{tmp_path}/mlruns.db")
+    assert not (tmp_path / "mlruns.db").exists()  # validation writes nothing
+    with pytest.raises(ConfigError, match="neither a server URL nor a database URL"):
+        check_tracking_uri("mlruns")
+
+
+def test_parent_and_one_child_per_trial_with_statuses(uri):
+    parent = SweepRun(uri, "exp", "sweep-1")
+    parent.start({"preset": "smoke", "train": {"epochs": 3}}, {M.TAG_PRESET: "smoke"})
+    cb = _logger(parent)
+    finished, stopped, failed = FakeTrial("aaa", 0.25), FakeTrial("bbb", 1.0), FakeTrial("ccc", 0.5)
+    _run(cb, finished, [epoch_result(1, 0.2), epoch_result(2, 0.3), epoch_result(3, 0.4, final=True)], "complete")
+    _run(cb, stopped, [epoch_result(1, 0.1)], "complete")  # ASHA stop: completes without the final key
+    _run(cb, failed, [epoch_result(1, 0.1)], "error")
+    cb.on_experiment_end([])
+    parent.end()
+    client = MlflowClient(uri)
+    assert client.get_run(parent.run_id).info.status == "FINISHED"
+    runs = _children(parent)
+    assert set(runs) == {"aaa", "bbb", "ccc"}
+    assert {k: r.info.status for k, r in runs.items()} == {"aaa": "FINISHED", "bbb": "KILLED", "ccc": "FAILED"}
+    run = runs["aaa"]
+    assert run.data.tags["mlflow.parentRunId"] == parent.run_id
+    assert run.data.tags[M.TAG_BUDGET] == "0.25" and run.data.tags[M.TAG_SHARING] == "jaccard"
+    assert run.data.tags[M.TAG_ROLE] == M.ROLE_TRIAL and run.data.tags[M.TAG_PRESET] == "smoke"
+    assert run.data.params["epochs"] == "3" and run.data.params["lr"] == "0.1"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc/digits")] == [1, 2, 3]
+    assert "time_this_iter_s" not in run.data.metrics and "config/lr" not in run.data.metrics
+    assert runs["bbb"].data.tags["bap.stopped_early"] == "true"
+    # Batched: a handful of log_batch calls, not one per value.
+    assert cb.stats["metrics_logged"] >= 5 * 4 and cb.stats["log_batch_calls"] <= 6
+
+
+def test_restarts_and_resumes_never_duplicate_runs(uri):
+    parent = SweepRun(uri, "exp", "sweep-2")
+    parent.start({}, {})
+    cb = _logger(parent)
+    t = FakeTrial("ddd", 0.5)
+    _run(cb, t, [epoch_result(1, 0.2)], None)
+    t.run_metadata.num_failures = 1
+    cb.on_trial_recover(0, [], t)  # Tune retries the trial from its checkpoint...
+    _run(cb, t, [epoch_result(1, 0.2), epoch_result(2, 0.3)], None)  # ...which restarts it and re-reports epoch 1
+    cb.flush()
+    cb.close()  # the driver dies with the trial RUNNING
+
+    parent2 = SweepRun(uri, "exp", "sweep-2")  # --resume
+    assert parent2.start({}, {}) == parent.run_id and parent2.adopted
+    cb2 = _logger(parent2)
+    t2 = FakeTrial("ddd", 0.5, status="PENDING")
+    cb2.on_step_begin(0, [t2])
+    _run(cb2, t2, [epoch_result(2, 0.3), epoch_result(3, 0.4, final=True)], "complete")
+    cb2.close()
+    runs = parent.child_runs(view="all")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["bap.restarts"] == "1"
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, M.MEAN_VAL_ACC)]
+    assert steps == [1, 2, 3]
+    assert cb2.stats["runs_adopted"] == 1 and cb2.stats["runs_created"] == 0
+
+
+def test_reconcile_closes_what_a_dead_driver_left_running(uri):
+    parent = SweepRun(uri, "exp", "sweep-3")
+    parent.start({}, {})
+    cb = _logger(parent)
+    done_in_tune = FakeTrial("eee", 0.25)
+    stopped_in_tune = FakeTrial("fff", 0.5)
+    unknown_to_tune = FakeTrial("ggg", 1.0)
+    _run(cb, done_in_tune, [epoch_result(1, 0.2)], None)
+    _run(cb, stopped_in_tune, [epoch_result(1, 0.2)], None)
+    _run(cb, unknown_to_tune, [epoch_result(1, 0.2)], None)
+    cb.close()  # killed: all three RUNNING in MLflow
+
+    # Tune's saved state: eee finished (its last result is final), fff was stopped by ASHA, ggg never recorded.
+    done_in_tune.status, done_in_tune.last_result = "TERMINATED", epoch_result(3, 0.5, final=True)
+    stopped_in_tune.status, stopped_in_tune.last_result = "TERMINATED", epoch_result(2, 0.2)
+    cb2 = _logger(parent)
+    cb2.on_step_begin(0, [done_in_tune, stopped_in_tune])
+    cb2.close()
+    active = _children(parent)
+    assert {k: r.info.status for k, r in active.items()} == {"eee": "FINISHED", "fff": "KILLED"}
+    assert active["eee"].data.metrics[M.PRUNED_AGREEMENT] == 1.0
+    deleted = [r for r in parent.child_runs(view="deleted_only")]
+    assert [(r.data.tags[M.TAG_TRIAL_ID], r.info.status) for r in deleted] == [("ggg", "KILLED")]
+    assert "bap.orphaned" in deleted[0].data.tags
+    assert cb2.stats == {**cb2.stats, "runs_closed_on_reconcile": 2, "orphans_closed": 1, "orphans_adopted": 0}
+    assert set(ended_trials(parent.child_runs())) == {"eee", "fff"}
+    assert M.PRUNED_AGREEMENT not in ended_trials(parent.child_runs())["fff"]
+
+
+def test_artifacts_logged_from_the_trial_folder(uri, tmp_path):
+    import pyarrow.fs as pafs
+
+    train = tmp_path / "trial_x" / "train"
+    (train / "pruned").mkdir(parents=True)
+    (train / "metrics.json").write_text("{}")
+    (train / "pruned" / "channels.json").write_text("{}")
+    parent = SweepRun(uri, "exp", "sweep-4")
+    parent.start({}, {})
+    cb = _logger(parent)
+    t = FakeTrial("hhh", 0.5)
+    t.storage = SimpleNamespace(storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(tmp_path / "trial_x"))
+    _run(cb, t, [epoch_result(1, 0.3, final=True)], "complete")
+    cb.close()
+    (run,) = parent.child_runs()
+    names = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
+    assert names == {"metrics.json", "pruned"}
+    assert str(tmp_path) in MlflowClient(uri).get_experiment(parent.experiment_id).artifact_location or True
+
+
+def test_numeric_metrics_filters_tune_bookkeeping():
+    out = numeric_metrics({"epoch": 1.0, "done": True, "pid": 3, "val_acc/a": 0.5, "config/lr": 0.1, "x": "s"})
+    assert out == {"epoch": 1.0, "val_acc/a": 0.5}
+
+
+def test_new_trial_takes_over_the_run_of_an_unrecorded_trial(uri):
+    parent = SweepRun(uri, "exp", "sweep-5")
+    parent.start({}, {})
+    cb = _logger(parent)
+    lost = FakeTrial("old", 0.5)
+    lost.config.update(optuna_study="sweep-5/budget=0.5", optuna_trial=3)
+    _run(cb, lost, [epoch_result(1, 0.2), epoch_result(2, 0.3)], None)
+    cb.close()  # killed before Tune saved a state that knows "old"
+
+    cb2 = _logger(parent)
+    cb2.on_step_begin(0, [])
+    new = FakeTrial("new", 0.5)
+    new.config.update(optuna_study="sweep-5/budget=0.5", optuna_trial=3, resume_trial="old")
+    _run(cb2, new, [epoch_result(2, 0.3), epoch_result(3, 0.4, final=True)], "complete")
+    cb2.close()
+    (run,) = parent.child_runs(view="all")
+    assert run.data.tags[M.TAG_TRIAL_ID] == "new" and run.data.tags["bap.previous_trial_id"] == "old"
+    assert run.info.status == "FINISHED" and run.info.lifecycle_stage == "active"
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, M.MEAN_VAL_ACC)]
+    assert steps == [1, 2, 3]
+    assert cb2.stats["orphans_adopted"] == 1 and cb2.stats["orphans_closed"] == 0
