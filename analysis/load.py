@@ -1,0 +1,380 @@
+"""Read a sweep's trials from MLflow or from a Ray Tune results folder into the trial table (:mod:`analysis.table`).
+
+Both readers return the same columns and values for the same sweep:
+
+* :func:`load_mlflow` pages through ``MlflowClient.search_runs`` (``max_results`` + ``page_token``) for the sweep's
+  child runs -- filtered on ``tags.mlflow.parentRunId`` when the parent run is known, else on the ``bap.sweep_id`` and
+  ``bap.role`` tags -- and takes each run's latest metric values, its params and its status.
+* :func:`load_tune` reads every trial folder of a Tune experiment: ``params.json`` (the trial's configuration) and
+  ``result.json`` (one JSON line per report), keeping each metric's latest value like MLflow does. Tune does not
+  record why a trial ended, so its status is derived: ``FINISHED`` when the final (pruned) metrics were reported,
+  ``FAILED`` when the folder holds Tune's ``error.txt``, else ``KILLED`` (stopped early by the scheduler).
+
+Conventions of the sweep (``sweeps/``): one MLflow parent run per sweep (tags ``bap.role=sweep``, ``bap.sweep_id``),
+one child run per Tune trial (``bap.role=trial``, ``bap.sweep_id``, ``bap.trial_id``, ``mlflow.parentRunId``); Tune
+results under ``<storage>/<sweep id>/<trial folder>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.errors import AnalysisError
+from analysis.table import (
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_KILLED,
+    TrialRecord,
+    build_table,
+    param_text,
+)
+from bap import metrics as M
+
+__all__ = [
+    "PARENT_RUN_TAG",
+    "SweepRef",
+    "find_sweep",
+    "find_tune_experiments",
+    "load_mlflow",
+    "load_tune",
+    "mlflow_records",
+    "newest_tune_experiment",
+    "trial_filter",
+    "tune_records",
+]
+
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag
+PAGE_SIZE = 1000
+_RESULT_FILE = "result.json"
+_PARAMS_FILE = "params.json"
+_ERROR_FILES = ("error.txt", "error.pkl")
+_TRIAL_ID_IN_DIR = re.compile(r"^(?:trial_([0-9a-f]+)$|.*?_([0-9a-f]{5}_\d{5})(?:_|$))")  # ours; Tune's default
+
+
+@dataclass(frozen=True)
+class SweepRef:
+    """Where a sweep's runs are in MLflow.
+
+    Attributes:
+        tracking_uri: The tracking store.
+        experiment_id: The experiment holding the runs.
+        experiment_name: Its name.
+        parent_run_id: The sweep's parent run (None when only child runs were found).
+        sweep_id: The ``bap.sweep_id`` tag (None when the runs have none).
+        sweeps_in_experiment: How many sweeps (parent runs) the experiment holds.
+    """
+
+    tracking_uri: str
+    experiment_id: str
+    experiment_name: str
+    parent_run_id: str | None
+    sweep_id: str | None
+    sweeps_in_experiment: int = 1
+
+    def describe(self) -> str:
+        """A short text naming the sweep, for messages."""
+        where = f"experiment {self.experiment_name!r} at {self.tracking_uri}"
+        if self.sweep_id:
+            return f"sweep {self.sweep_id!r} in {where}"
+        return f"parent run {self.parent_run_id} in {where}" if self.parent_run_id else where
+
+
+# --------------------------------------------------------------------------------------------------------------
+# MLflow
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _client(tracking_uri: str) -> Any:
+    """A client for ``tracking_uri``; a SQLite file that does not exist is an error (MLflow would create it)."""
+    from mlflow import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        if not db.is_file():
+            raise AnalysisError(f"no MLflow store at {tracking_uri}: {str(db)!r} does not exist; pass the sweep's "
+                                "--tracking-uri (sweeps default to sqlite:///mlruns.db in the folder they ran in).")
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _search_all(client: Any, experiment_ids: list[str], filter_string: str, page_size: int) -> Iterator[Any]:
+    """Every active run matching ``filter_string``, one page of ``page_size`` runs at a time."""
+    token = None
+    while True:
+        page = client.search_runs(
+            experiment_ids, filter_string=filter_string, max_results=page_size, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _experiment(client: Any, tracking_uri: str, experiment: str) -> Any:
+    """An experiment by name, else by id; AnalysisError naming the known experiments otherwise."""
+    try:
+        found = client.get_experiment_by_name(experiment)
+        if found is None and experiment.isdigit():
+            found = client.get_experiment(experiment)
+    except Exception as exc:
+        if "RESOURCE_DOES_NOT_EXIST" not in str(exc) and "not found" not in str(exc).lower():
+            raise AnalysisError(f"cannot read the MLflow tracking store {tracking_uri}: {_first_line(exc)}") from None
+        found = None
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments(max_results=50))
+        raise AnalysisError(
+            f"no MLflow experiment {experiment!r} at {tracking_uri}; experiments there: {names or 'none'}. "
+            "Pass --experiment with one of them (the sweep's --experiment)."
+        )
+    return found
+
+
+def find_sweep(
+    tracking_uri: str,
+    experiment: str | None = None,
+    parent_run_id: str | None = None,
+    sweep_id: str | None = None,
+    *,
+    page_size: int = PAGE_SIZE,
+) -> SweepRef:
+    """Resolve which sweep to read: a parent run id, a sweep id, or the newest sweep of an experiment.
+
+    Args:
+        tracking_uri: MLflow tracking URI (``sqlite:///mlruns.db``, ``http://host:5000``).
+        experiment: Experiment name or id. Required with ``sweep_id``; alone, the newest sweep in it is chosen.
+        parent_run_id: The sweep's parent run; wins over the other two.
+        sweep_id: The sweep's ``bap.sweep_id`` tag (the sweep's name).
+        page_size: Runs per ``search_runs`` page.
+
+    Returns:
+        The sweep's location.
+
+    Raises:
+        AnalysisError: The store cannot be read, or the experiment, parent run or sweep does not exist.
+    """
+    client = _client(tracking_uri)
+    if parent_run_id:
+        try:
+            run = client.get_run(parent_run_id)
+        except Exception as exc:
+            raise AnalysisError(
+                f"no MLflow run {parent_run_id!r} at {tracking_uri} ({_first_line(exc)}); pass the sweep's parent "
+                "run id (the sweep prints it) or --experiment/--sweep-id instead."
+            ) from None
+        exp = client.get_experiment(run.info.experiment_id)
+        return SweepRef(tracking_uri, exp.experiment_id, exp.name, parent_run_id, run.data.tags.get(M.TAG_SWEEP_ID))
+    if not experiment:
+        raise AnalysisError("say which sweep to read: give an experiment (and optionally a sweep id) or a parent run id.")
+    exp = _experiment(client, tracking_uri, experiment)
+    role = f"tags.`{M.TAG_ROLE}` = {_quote(M.ROLE_SWEEP)}"
+    if sweep_id:
+        role += f" and tags.`{M.TAG_SWEEP_ID}` = {_quote(sweep_id)}"
+    try:
+        parents = list(_search_all(client, [exp.experiment_id], role, page_size))
+    except Exception as exc:
+        raise AnalysisError(f"cannot search runs at {tracking_uri}: {_first_line(exc)}") from None
+    if parents:
+        newest = max(parents, key=lambda r: r.info.start_time or 0)
+        total = len(parents)
+        if not sweep_id:
+            total = len({r.data.tags.get(M.TAG_SWEEP_ID) for r in parents})
+        return SweepRef(tracking_uri, exp.experiment_id, exp.name, newest.info.run_id,
+                        newest.data.tags.get(M.TAG_SWEEP_ID), total)
+    # No parent run (e.g. trials logged by hand): the child runs can still be found by their tags.
+    return SweepRef(tracking_uri, exp.experiment_id, exp.name, None, sweep_id, 0)
+
+
+def trial_filter(ref: SweepRef) -> str:
+    """The ``search_runs`` filter that selects the sweep's child runs."""
+    if ref.parent_run_id:
+        return f"tags.{PARENT_RUN_TAG} = {_quote(ref.parent_run_id)}"
+    filter_string = f"tags.`{M.TAG_ROLE}` = {_quote(M.ROLE_TRIAL)}"
+    if ref.sweep_id:
+        filter_string += f" and tags.`{M.TAG_SWEEP_ID}` = {_quote(ref.sweep_id)}"
+    return filter_string
+
+
+def mlflow_records(ref: SweepRef, *, page_size: int = PAGE_SIZE) -> list[TrialRecord]:
+    """The sweep's child runs as trial records (every page of ``search_runs``)."""
+    client = _client(ref.tracking_uri)
+    filter_string = trial_filter(ref)
+    try:
+        runs = list(_search_all(client, [ref.experiment_id], filter_string, page_size))
+    except Exception as exc:
+        raise AnalysisError(f"cannot search runs at {ref.tracking_uri}: {_first_line(exc)}") from None
+    records = []
+    for run in runs:
+        tags = run.data.tags
+        records.append(
+            TrialRecord(
+                sweep_id=tags.get(M.TAG_SWEEP_ID) or ref.sweep_id or "",
+                trial_id=tags.get(M.TAG_TRIAL_ID) or run.info.run_name or run.info.run_id,
+                status=run.info.status,
+                metrics=dict(run.data.metrics),
+                config=dict(run.data.params),
+                run_id=run.info.run_id,
+            )
+        )
+    return records
+
+
+def load_mlflow(
+    tracking_uri: str,
+    experiment: str | None = None,
+    parent_run_id: str | None = None,
+    sweep_id: str | None = None,
+    *,
+    page_size: int = PAGE_SIZE,
+) -> pd.DataFrame:
+    """The trial table of one sweep logged to MLflow (see :func:`find_sweep` for how the sweep is chosen).
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        experiment: Experiment name or id.
+        parent_run_id: The sweep's parent run.
+        sweep_id: The sweep's ``bap.sweep_id`` tag.
+        page_size: Runs per ``search_runs`` page (large sweeps take several pages).
+
+    Returns:
+        One row per child run (:mod:`analysis.table`); empty if the sweep has no child runs.
+
+    Raises:
+        AnalysisError: The store, experiment, parent run or sweep cannot be found or read.
+    """
+    ref = find_sweep(tracking_uri, experiment, parent_run_id, sweep_id, page_size=page_size)
+    return build_table(mlflow_records(ref, page_size=page_size))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Ray Tune folders
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _trial_dirs(experiment_dir: Path) -> list[Path]:
+    return sorted(
+        p for p in experiment_dir.iterdir()
+        if p.is_dir() and ((p / _RESULT_FILE).is_file() or (p / _PARAMS_FILE).is_file())
+    )
+
+
+def find_tune_experiments(folder: str | Path, sweep_id: str | None = None) -> list[Path]:
+    """Tune experiment folders at ``folder``: itself if it holds trial folders, else its sub-folders that do.
+
+    Args:
+        folder: A Tune experiment folder (``<storage>/<sweep>``) or the storage root above several.
+        sweep_id: Keep only the experiment of that name.
+
+    Returns:
+        The experiment folders, sorted by name.
+
+    Raises:
+        AnalysisError: ``folder`` does not exist.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise AnalysisError(f"Ray Tune results folder {str(root)!r} does not exist; pass the sweep's --storage-path "
+                            "or its experiment folder below it.")
+    if _trial_dirs(root):
+        found = [root]
+    else:
+        found = [p for p in sorted(root.iterdir()) if p.is_dir() and _trial_dirs(p)]
+    if sweep_id:
+        found = [p for p in found if p.name == sweep_id]
+    return found
+
+
+def _read_results(path: Path) -> tuple[dict[str, float], str | None]:
+    """Latest value of every numeric metric over result.json's lines, and the trial id they name."""
+    latest: dict[str, float] = {}
+    trial_id = None
+    if not path.is_file():
+        return latest, trial_id
+    with path.open() as lines:
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a killed driver
+            trial_id = row.get("trial_id", trial_id)
+            for key, value in row.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    latest[key] = float(value)
+    return latest, trial_id
+
+
+def tune_records(experiment_dir: str | Path) -> list[TrialRecord]:
+    """Every trial folder of one Tune experiment as a trial record (sweep id = the folder's name)."""
+    experiment_dir = Path(experiment_dir)
+    records = []
+    for trial_dir in _trial_dirs(experiment_dir):
+        metrics, trial_id = _read_results(trial_dir / _RESULT_FILE)
+        config: Mapping[str, Any] = {}
+        if (trial_dir / _PARAMS_FILE).is_file():
+            try:
+                config = json.loads((trial_dir / _PARAMS_FILE).read_text())
+            except json.JSONDecodeError:
+                config = {}
+        if trial_id is None:
+            match = _TRIAL_ID_IN_DIR.search(trial_dir.name)
+            trial_id = (match.group(1) or match.group(2)) if match else trial_dir.name
+        if not math.isnan(metrics.get(M.PRUNED_AGREEMENT, math.nan)):
+            status = STATUS_FINISHED
+        elif any((trial_dir / name).is_file() for name in _ERROR_FILES):
+            status = STATUS_FAILED
+        else:
+            status = STATUS_KILLED
+        records.append(TrialRecord(experiment_dir.name, str(trial_id), status, metrics, param_text(config)))
+    return records
+
+
+def newest_tune_experiment(folder: str | Path, sweep_id: str | None = None) -> tuple[Path | None, int]:
+    """The sweep to read from a Tune folder: the one named ``sweep_id``, else the most recently written one.
+
+    Returns:
+        The experiment folder (None if there is none) and how many sweeps ``folder`` holds.
+    """
+    found = find_tune_experiments(folder, sweep_id)
+    if not found:
+        return None, 0
+
+    def written(experiment: Path) -> float:
+        return max((p.stat().st_mtime for p in experiment.glob(f"*/{_RESULT_FILE}")), default=0.0)
+
+    return max(found, key=lambda p: (written(p), p.name)), len(found)
+
+
+def load_tune(folder: str | Path, sweep_id: str | None = None) -> pd.DataFrame:
+    """The trial table of one sweep in a Ray Tune results folder.
+
+    Args:
+        folder: The sweep's experiment folder (``<storage>/<sweep>``) or the storage root above it.
+        sweep_id: The sweep (experiment folder name) to read from a storage root; default: the one written last.
+
+    Returns:
+        One row per trial folder (:mod:`analysis.table`); empty if no trial folder was found.
+
+    Raises:
+        AnalysisError: ``folder`` does not exist.
+    """
+    experiment, _ = newest_tune_experiment(folder, sweep_id)
+    return build_table(tune_records(experiment) if experiment is not None else [])

@@ -1,0 +1,298 @@
+"""The report's short summary: per budget the best trial and the hypervolumes, the Pareto set, the units.
+
+Data first (:func:`budget_summary`, :func:`pareto_set`, :func:`target_summary`: plain DataFrames in the table's
+units), then two renderers of the same content: :func:`render_markdown` and :func:`render_html`.
+
+"Best" is the highest Decathlon score when the sweep has one, else the highest mean validation accuracy. The
+hypervolumes are those of mean accuracy against union params, against union MACs and against both
+(:mod:`analysis.fronts` documents the reference point).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.fronts import ACROSS_BUDGETS, BUDGET_GROUP, TARGET, TARGET_MEAN, TARGET_SCORE, ParetoData
+from analysis.table import FINISHED, REFERENCE_MACS, REFERENCE_PARAMS, RUN_ID, STATUS, TRIAL_ID
+from analysis.units import GIGA, format_count, format_percent, format_ratio, macs_unit, params_unit
+from analysis.unpruned import ModelCosts
+from bap import metrics as M
+
+__all__ = ["SummaryData", "budget_summary", "pareto_set", "render_html", "render_markdown", "summary_data",
+           "target_summary"]
+
+
+@dataclass
+class SummaryData:
+    """Everything the summary shows.
+
+    Attributes:
+        title: Heading.
+        source: Where the trials came from (one line).
+        counts: Trials per status.
+        ranked_by: ``"score"`` or ``"mean_val_acc"``.
+        budgets: :func:`budget_summary`.
+        front: :func:`pareto_set`.
+        targets: :func:`target_summary`.
+        reference: Hypervolume reference point.
+        reference_params: One single-domain ResNet-26 with its head, in parameters (NaN if unknown).
+        reference_macs: Its MACs.
+        model: Reference and unpruned costs, if counted.
+        figures: Relative paths of the figures (PNG per target, the HTML page).
+        notes: Extra lines (what was left out and why).
+    """
+
+    title: str
+    source: str
+    counts: dict[str, int]
+    ranked_by: str
+    budgets: pd.DataFrame
+    front: pd.DataFrame
+    targets: pd.DataFrame
+    reference: dict[str, float]
+    reference_params: float
+    reference_macs: float
+    model: ModelCosts | None = None
+    figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _ranked_by(table: pd.DataFrame) -> str:
+    return M.SCORE if M.SCORE in table and table.loc[table[FINISHED], M.SCORE].notna().any() else M.MEAN_VAL_ACC
+
+
+def _usable(table: pd.DataFrame, data: ParetoData) -> pd.DataFrame:
+    """The trials the mean-accuracy target used (finished, complete)."""
+    rows = data.points_of(TARGET_MEAN)["trial"].to_numpy()
+    return table.iloc[rows]
+
+
+def budget_summary(table: pd.DataFrame, data: ParetoData) -> pd.DataFrame:
+    """Per budget group (and ``"all"``): usable trials, the best one and its costs, the mean-accuracy hypervolumes.
+
+    Returns:
+        Columns ``budget_group``, ``trials``, ``best_trial``, ``score``, ``mean_val_acc``, ``union_params``,
+        ``union_params_ratio``, ``union_macs``, ``union_macs_ratio``, ``union_flops``, ``hv_params``, ``hv_macs``,
+        ``hv_3d``.
+    """
+    rank = _ranked_by(table)
+    usable = _usable(table, data)
+    groups = data.points_of(TARGET_MEAN).set_index("trial")[BUDGET_GROUP]
+    volumes = data.hypervolumes[data.hypervolumes[TARGET] == TARGET_MEAN].set_index(BUDGET_GROUP)
+    rows = []
+    for group in [*data.budget_groups, ACROSS_BUDGETS]:
+        members = usable if group == ACROSS_BUDGETS else usable[groups.reindex(usable.index).to_numpy() == group]
+        if members.empty:
+            continue
+        ranked = members.assign(_rank=members[rank].fillna(-np.inf), _acc=members[M.MEAN_VAL_ACC].fillna(-np.inf))
+        best = members.loc[ranked.sort_values(["_rank", "_acc"], ascending=False, kind="stable").index[0]]
+        row = {
+            BUDGET_GROUP: group, "trials": len(members), "best_trial": best[TRIAL_ID],
+            M.SCORE: best.get(M.SCORE, math.nan), M.MEAN_VAL_ACC: best[M.MEAN_VAL_ACC],
+            M.UNION_PARAMS: best[M.UNION_PARAMS], M.UNION_PARAMS_RATIO: best[M.UNION_PARAMS_RATIO],
+            M.UNION_MACS: best[M.UNION_MACS], M.UNION_MACS_RATIO: best[M.UNION_MACS_RATIO],
+            "union_flops": 2 * best[M.UNION_MACS],
+        }
+        for name in ("hv_params", "hv_macs", "hv_3d"):
+            row[name] = float(volumes.loc[group, name]) if group in volumes.index else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_set(table: pd.DataFrame, data: ParetoData, target: str = TARGET_MEAN) -> pd.DataFrame:
+    """The trials on ``target``'s 3-objective front (accuracy up, params and MACs down), cheapest first.
+
+    Returns:
+        Columns ``trial_id``, ``run_id``, ``budget``, ``score``, ``mean_val_acc`` and the union costs and ratios,
+        plus ``on_params_front`` / ``on_macs_front`` (also on the 2-objective fronts).
+    """
+    points = data.points_of(target)
+    front = points[points["front_3d"]]
+    rows = table.iloc[front["trial"].to_numpy()]
+    out = pd.DataFrame({
+        TRIAL_ID: rows[TRIAL_ID].to_numpy(), RUN_ID: rows[RUN_ID].to_numpy(), M.BUDGET: rows[M.BUDGET].to_numpy(),
+        M.SCORE: rows[M.SCORE].to_numpy() if M.SCORE in rows else np.nan,
+        M.MEAN_VAL_ACC: rows[M.MEAN_VAL_ACC].to_numpy(),
+        M.UNION_PARAMS: rows[M.UNION_PARAMS].to_numpy(), M.UNION_PARAMS_RATIO: rows[M.UNION_PARAMS_RATIO].to_numpy(),
+        M.UNION_MACS: rows[M.UNION_MACS].to_numpy(), M.UNION_MACS_RATIO: rows[M.UNION_MACS_RATIO].to_numpy(),
+        "on_params_front": front["front_params"].to_numpy(), "on_macs_front": front["front_macs"].to_numpy(),
+    })
+    return out.sort_values([M.UNION_PARAMS_RATIO, M.UNION_MACS_RATIO, TRIAL_ID], ignore_index=True)
+
+
+def target_summary(data: ParetoData) -> pd.DataFrame:
+    """Per target, across budgets: usable trials, front sizes and hypervolumes."""
+    across = data.hypervolumes[data.hypervolumes[BUDGET_GROUP] == ACROSS_BUDGETS]
+    return across.drop(columns=[BUDGET_GROUP]).reset_index(drop=True)
+
+
+def summary_data(
+    table: pd.DataFrame,
+    data: ParetoData,
+    *,
+    title: str,
+    source: str,
+    model: ModelCosts | None = None,
+    figures: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> SummaryData:
+    """Collect the summary of a sweep (see :class:`SummaryData`)."""
+    counts = table[STATUS].value_counts().sort_index().to_dict() if STATUS in table else {}
+    used = _usable(table, data)
+
+    def constant(column: str) -> float:
+        values = used[column].dropna() if column in used else pd.Series(dtype=float)
+        return float(values.median()) if len(values) else math.nan
+
+    return SummaryData(
+        title=title, source=source, counts={str(k): int(v) for k, v in counts.items()}, ranked_by=_ranked_by(table),
+        budgets=budget_summary(table, data), front=pareto_set(table, data), targets=target_summary(data),
+        reference=dict(data.reference), reference_params=constant(REFERENCE_PARAMS),
+        reference_macs=constant(REFERENCE_MACS), model=model, figures=list(figures), notes=list(notes),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Renderers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _cells(s: SummaryData) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The summary's tables as text cells: name -> (header, rows)."""
+    p_unit = params_unit([s.reference_params])
+    m_unit = macs_unit([s.reference_macs, *s.budgets.get(M.UNION_MACS, [])])
+    f_unit = GIGA if m_unit is GIGA or (2 * s.reference_macs) >= 1e9 else m_unit
+    score = s.ranked_by == M.SCORE
+
+    def acc(v: float) -> str:
+        return format_percent(v)
+
+    def pts(v: float) -> str:
+        return "-" if v is None or not math.isfinite(v) else f"{v:.0f}"
+
+    budgets_header = ["budget", "trials", "best trial", *(["score"] if score else []), "mean acc", "union params",
+                      "params ratio", "union MACs", "MACs ratio", "FLOPs", "HV params", "HV MACs", "HV 3-D"]
+    budgets_rows = [
+        [("all budgets" if r[BUDGET_GROUP] == ACROSS_BUDGETS else str(r[BUDGET_GROUP])), str(r["trials"]),
+         str(r["best_trial"]), *([pts(r[M.SCORE])] if score else []), acc(r[M.MEAN_VAL_ACC]),
+         format_count(r[M.UNION_PARAMS], p_unit), format_ratio(r[M.UNION_PARAMS_RATIO]),
+         format_count(r[M.UNION_MACS], m_unit), format_ratio(r[M.UNION_MACS_RATIO]),
+         format_count(r["union_flops"], f_unit), f"{r['hv_params']:.4f}", f"{r['hv_macs']:.4f}", f"{r['hv_3d']:.4f}"]
+        for r in s.budgets.to_dict("records")
+    ]
+    front_header = ["trial", "budget", *(["score"] if score else []), "mean acc", "union params", "params ratio",
+                    "union MACs", "MACs ratio", "MLflow run"]
+    front_rows = [
+        [str(r[TRIAL_ID]), f"{r[M.BUDGET]:g}", *([pts(r[M.SCORE])] if score else []), acc(r[M.MEAN_VAL_ACC]),
+         format_count(r[M.UNION_PARAMS], p_unit), format_ratio(r[M.UNION_PARAMS_RATIO]),
+         format_count(r[M.UNION_MACS], m_unit), format_ratio(r[M.UNION_MACS_RATIO]),
+         "-" if not isinstance(r[RUN_ID], str) else r[RUN_ID]]
+        for r in s.front.to_dict("records")
+    ]
+    target_header = ["target", "trials", "front (params)", "front (MACs)", "front (3-D)", "HV params", "HV MACs",
+                     "HV 3-D"]
+    target_rows = [
+        [str(r[TARGET]), str(r["trials"]), str(r["front_params"]), str(r["front_macs"]), str(r["front_3d"]),
+         *(f"{r[c]:.4g}" if r[TARGET] == TARGET_SCORE else f"{r[c]:.4f}" for c in ("hv_params", "hv_macs", "hv_3d"))]
+        for r in s.targets.to_dict("records")
+    ]
+    return {"budgets": (budgets_header, budgets_rows), "front": (front_header, front_rows),
+            "targets": (target_header, target_rows)}
+
+
+def _units_lines(s: SummaryData) -> list[str]:
+    m_unit = macs_unit([s.reference_macs])
+    lines = [
+        "Accuracy: top-1 on the validation split, in %. Params: parameters, in M. MACs: multiply-accumulates per "
+        "image (1 MAC = 2 FLOPs). Ratios: x one single-domain ResNet-26 with its head"
+        + (f" ({format_count(s.reference_params, params_unit([s.reference_params]))} params, {format_count(s.reference_macs, m_unit)} MACs)."
+           if math.isfinite(s.reference_params) else "."),
+    ]
+    if s.model is not None:
+        lines.append(
+            f"Unpruned multi-domain model (every switch on, every domain's BNs and heads): "
+            f"{format_count(s.model.unpruned_params, params_unit([s.reference_params]))} params = "
+            f"{format_ratio(s.model.unpruned_params_ratio)}, {format_count(s.model.unpruned_macs, m_unit)} MACs = "
+            f"{format_ratio(s.model.unpruned_macs_ratio)}."
+        )
+    ref = s.reference
+    lines.append(
+        f"Hypervolume reference point: accuracy {ref.get('accuracy', 0):g} (score {ref.get('accuracy', 0):g}), "
+        f"params ratio {ref.get('params_ratio', math.nan):g}, MACs ratio {ref.get('macs_ratio', math.nan):g}; "
+        "volumes in accuracy (fraction) x ratio units; trials costing more than the reference add nothing."
+    )
+    return lines
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    return "\n".join([line(header), "| " + " | ".join(align) + " |", *(line(r) for r in rows)])
+
+
+def render_markdown(s: SummaryData) -> str:
+    """The summary as Markdown."""
+    cells = _cells(s)
+    counts = ", ".join(f"{n} {status.lower()}" for status, n in s.counts.items()) or "none"
+    best_by = "Decathlon score" if s.ranked_by == M.SCORE else "mean validation accuracy"
+    parts = [
+        f"# {s.title}", "", s.source, "", f"Trials: {sum(s.counts.values())} ({counts}).", "",
+        *[f"- {note}" for note in s.notes], *([""] if s.notes else []),
+        f"## Per budget: best trial by {best_by}, mean-accuracy hypervolumes", "", _md_table(*cells["budgets"]), "",
+        "## Pareto set: mean accuracy vs union params and MACs (all budgets, cheapest first)", "",
+        _md_table(*cells["front"]) if cells["front"][1] else "(empty)", "",
+        "## Fronts and hypervolumes per target (all budgets)", "", _md_table(*cells["targets"]), "",
+        "## Units", "", *[f"- {line}" for line in _units_lines(s)], "",
+    ]
+    if s.figures:
+        parts += ["## Figures", "", *[f"- [{f}]({f})" for f in s.figures], ""]
+    return "\n".join(parts)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;"
+        "margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;"
+        "border:1px solid #eee;margin:0.5em 0}")
+
+
+def render_html(s: SummaryData, images: Mapping[str, str] | None = None) -> str:
+    """The summary as a standalone HTML page; ``images`` (title -> relative PNG path) are shown inline."""
+    cells = _cells(s)
+    counts = ", ".join(f"{n} {status.lower()}" for status, n in s.counts.items()) or "none"
+    best_by = "Decathlon score" if s.ranked_by == M.SCORE else "mean validation accuracy"
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(s.title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(s.title)}</h1><p>{html.escape(s.source)}</p>",
+        f"<p>Trials: {sum(s.counts.values())} ({html.escape(counts)}).</p>",
+    ]
+    if s.notes:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in s.notes) + "</ul>")
+    parts += [
+        f"<h2>Per budget: best trial by {best_by}, mean-accuracy hypervolumes</h2>", _html_table(*cells["budgets"]),
+        "<h2>Pareto set: mean accuracy vs union params and MACs (all budgets, cheapest first)</h2>",
+        _html_table(*cells["front"]),
+        "<h2>Fronts and hypervolumes per target (all budgets)</h2>", _html_table(*cells["targets"]),
+        "<h2>Units</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in _units_lines(s)) + "</ul>",
+    ]
+    if s.figures:
+        parts.append("<h2>Figures</h2><ul>" + "".join(
+            f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>" for f in s.figures) + "</ul>")
+    for name, src in (images or {}).items():
+        parts.append(f"<h3>{html.escape(name)}</h3><img src='{html.escape(src)}' alt='{html.escape(name)}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,76 @@
+"""The analysis on a real smoke sweep (``sweeps/decathlon.py --preset smoke``): MLflow and Tune give the same table,
+and the report is written and logged on the sweep's parent run.
+
+Uses the session fixture ``smoke_sweep`` when ``tests/conftest.py`` provides it (one sweep shared with the sweep
+tests); otherwise runs its own smoke sweep with the sweep tests' helpers. Slow: about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.load import find_sweep, load_mlflow, load_tune
+from analysis.report import ARTIFACT_PATH, build_report
+from analysis.table import FINISHED, RUN_ID, STATUS
+from bap import metrics as M
+
+pytestmark = pytest.mark.slow
+MINI_DOMAINS = {"digits", "faces", "glyphs", "signs", "textures"}
+
+
+@pytest.fixture(scope="module")
+def smoke(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A finished smoke sweep: ``.tracking_uri``, ``.experiment``, ``.storage_path`` and ``.name`` (its sweep id)."""
+    try:
+        return request.getfixturevalue("smoke_sweep")
+    except pytest.FixtureLookupError:
+        from tests.test_sweep_fixtures import new_run, run_driver
+
+        request.getfixturevalue("mini_data")  # builds the mini-decathlon cache the sweep reads
+        run = new_run(tmp_path_factory.mktemp("smoke_analysis"), "smoke-analysis")
+        run_driver(run, "--preset", "smoke")
+        if run.returncode != 0:
+            pytest.fail(f"smoke sweep failed with exit code {run.returncode}:\n{run.output[-8000:]}")
+        return run
+
+
+def sweep_id(smoke: Any) -> str:
+    return getattr(smoke, "sweep_id", None) or smoke.name
+
+
+def test_smoke_sweep_mlflow_and_tune_tables_agree(smoke: Any) -> None:
+    ref = find_sweep(smoke.tracking_uri, smoke.experiment, sweep_id=sweep_id(smoke))
+    assert ref.parent_run_id is not None
+    from_mlflow = load_mlflow(smoke.tracking_uri, parent_run_id=ref.parent_run_id)
+    from_tune = load_tune(smoke.storage_path, sweep_id=sweep_id(smoke))
+    assert list(from_mlflow.columns) == list(from_tune.columns)
+    pd.testing.assert_frame_equal(from_mlflow.drop(columns=RUN_ID), from_tune.drop(columns=RUN_ID))
+    assert len(from_mlflow) == 4 and set(from_mlflow[M.BUDGET]) == {0.25, 0.5, 0.75, 1.0}
+    assert {c.split("/", 1)[1] for c in from_mlflow.columns if c.startswith(f"{M.VAL_ACC}/")} == MINI_DOMAINS
+    assert set(from_mlflow[STATUS]) <= {"FINISHED", "KILLED"}
+    assert (from_mlflow[FINISHED] == (from_mlflow[STATUS] == "FINISHED")).all()
+    assert from_mlflow[[M.MEAN_VAL_ACC, M.UNION_PARAMS_RATIO, M.UNION_MACS_RATIO]].notna().all().all()
+
+
+def test_smoke_sweep_report(smoke: Any, tmp_path: Path) -> None:
+    ref = find_sweep(smoke.tracking_uri, smoke.experiment, sweep_id=sweep_id(smoke))
+    table = load_mlflow(smoke.tracking_uri, parent_run_id=ref.parent_run_id)
+    if not table[FINISHED].any():  # ASHA may stop every trial early: the default report says so
+        with pytest.raises(AnalysisError, match="front is empty"):
+            build_report(tmp_path / "default", tracking_uri=smoke.tracking_uri, parent_run_id=ref.parent_run_id)
+    report = build_report(tmp_path / "report", tracking_uri=smoke.tracking_uri, parent_run_id=ref.parent_run_id,
+                          include_unfinished=True)
+    assert set(report.pngs) >= MINI_DOMAINS | {"mean"}
+    assert all(p.stat().st_size > 20_000 for p in report.pngs.values())
+    assert report.logged_to == ref.parent_run_id
+    if table[FINISHED].any():
+        assert report.summary.model is not None and report.summary.model.unpruned_params_ratio > 1
+    from mlflow import MlflowClient
+
+    logged = {f.path for f in MlflowClient(smoke.tracking_uri).list_artifacts(ref.parent_run_id, ARTIFACT_PATH)}
+    assert f"{ARTIFACT_PATH}/summary.md" in logged and f"{ARTIFACT_PATH}/trials.parquet" in logged
