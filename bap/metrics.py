@@ -12,7 +12,6 @@ EPOCH = "epoch"
 BUDGET = "budget"
 MEAN_VAL_ACC = "mean_val_acc"  # mean over domains of top-1 val accuracy, in [0, 1]
 SCORE = "score"  # Decathlon score on the val split (max 1000 per domain)
-BUDGET_FAIR_ACC = "budget_fair_acc"  # what ASHA ranks on: see sweeps/ (mean val acc normalised per budget)
 UNION_PARAMS = "union_params"  # parameters of the pruned network (all domains), absolute
 UNION_MACS = "union_macs"  # MACs per image of the pruned network (worst domain), absolute
 UNION_PARAMS_RATIO = "union_params_ratio"  # relative to one single-domain ResNet-26 with its head
