@@ -334,8 +334,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     fault_spec = os.environ.get("BAP_SWEEP_INJECT_FAULT")
 
-    from bap import metrics as M
-    from sweeps.trainable import parse_fault
+    from sweeps.faults import parse_fault  # torch-free: `bap` (and torch) is imported while Ray starts, below
 
     fault = parse_fault(fault_spec)
     fixed = fixed_train_values(cfg)
@@ -349,6 +348,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
 
     def tracking_setup() -> None:
         try:
+            from bap import metrics as M
             from sweeps.tracking import SweepRun
 
             run = SweepRun(cfg.tracking_uri, cfg.experiment, sweep)
@@ -364,25 +364,36 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
                 setup["ended"], setup["logged"] = ended_trials(children), logged_epochs(children)
         except BaseException as exc:
             setup["error"] = exc
+            return
+        try:  # warm the driver's remaining imports (Optuna, Tune search/schedulers) while Ray is still starting
+            import sweeps.scheduler
+            import sweeps.search
+            import sweeps.trainable  # noqa: F401
+        except BaseException:  # noqa: S110  (the main thread imports them again and reports any error itself)
+            pass
 
     t = threading.Thread(target=tracking_setup, daemon=True, name="mlflow-setup")
     t.start()
     started_ray = _init_ray(cfg)
     timings["ray_init_s"] = time.perf_counter() - t0
     import ray
-    from ray import tune
 
-    from sweeps import prepare, search
-    from sweeps.scheduler import SchedulerStateCallback
+    from sweeps import prepare
     from sweeps.space import parse_space
-    from sweeps.tracking import TrialRunLogger
-    from sweeps.trainable import run_trial, trial_dirname
 
     searched = list(parse_space(cfg.space)[0])
     keep_data = cfg.data_sharing == "object_store"
     prep_gpus = 0 if cfg.gpus_per_trial == 0 else min(1.0, cfg.gpus_per_trial)
     prep = ray.remote(prepare.prepare_split).options(num_cpus=1, num_gpus=prep_gpus, num_returns=3)
     data_ref, info_ref, backbone_ref = prep.remote(cfg.entrypoint, fixed, searched, keep_data)
+
+    from ray import tune
+
+    from bap import metrics as M
+    from sweeps import search
+    from sweeps.scheduler import SchedulerStateCallback
+    from sweeps.tracking import TrialRunLogger
+    from sweeps.trainable import run_trial, trial_dirname
 
     t.join()
     timings["tracking_setup_done_s"] = time.perf_counter() - t0

@@ -32,39 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from bap import metrics as M
+from sweeps.faults import FAULT_ENV, parse_fault  # noqa: F401  (re-exported: the driver parses without torch)
 from sweeps.space import RESUME_TRIAL_KEY, split_trial_config
 
 logger = logging.getLogger(__name__)
 
-FAULT_ENV = "BAP_SWEEP_INJECT_FAULT"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"  # reported each epoch: the epoch this attempt resumed after (0 = fresh)
 FAULT_MARKER = ".bap_fault_injected"
 CHECKPOINT_FILE_SIZES = "files"
 
 _DATA_CACHE: dict[str, Any] = {}  # per worker process: object ref hex -> deserialised domains
-
-
-def parse_fault(text: str | None) -> dict[str, Any] | None:
-    """``"epoch=2,count=1,mode=raise"`` -> ``{"epoch": 2, "count": 1, "mode": "raise"}``; None if unset."""
-    if not text:
-        return None
-    out: dict[str, Any] = {"mode": "raise", "count": None}
-    for part in text.split(","):
-        key, _, value = part.partition("=")
-        key = key.strip()
-        if key == "epoch":
-            out["epoch"] = int(value)
-        elif key == "count":
-            out["count"] = int(value)
-        elif key == "mode":
-            if value not in ("raise", "exit"):
-                raise ValueError(f"{FAULT_ENV}: mode must be raise or exit, got {value!r}")
-            out["mode"] = value
-        else:
-            raise ValueError(f"{FAULT_ENV}: unknown key {key!r} (epoch, count, mode)")
-    if "epoch" not in out:
-        raise ValueError(f"{FAULT_ENV} needs epoch=N")
-    return out
 
 
 def trial_dirname_for(trial_id: str) -> str:
