@@ -22,7 +22,6 @@ units of one single-domain ResNet-26 with its head. Metrics a trial never report
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,20 +106,8 @@ class TrialRecord:
     run_id: str | None = None
 
 
-def param_text(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """A nested configuration as MLflow params: nested keys joined with ``.``, lists as JSON, others ``str()``.
+param_text = M.param_text  # one encoder for the producer (sweeps/) and this reader
 
-    This is how ``sweeps/`` logs a trial's configuration; the Tune loader converts ``params.json`` with it so that
-    both sources go through the same :func:`parse_param`.
-    """
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(param_text(value, name + "."))
-        else:
-            out[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
-    return out
 
 
 def parse_param(text: str | None) -> bool | float | str | None:

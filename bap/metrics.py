@@ -7,6 +7,10 @@ renamed metric breaks a test instead of a report three steps downstream. Costs a
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
 # Flat scalar metrics reported once per epoch (Ray Tune / MLflow) and stored in metrics.json.
 EPOCH = "epoch"
 BUDGET = "budget"
@@ -64,3 +68,20 @@ TAG_TRIAL_ID = "bap.trial_id"  # Ray Tune trial id
 TAG_PRESET = "bap.preset"
 TAG_BUDGET = "bap.budget"
 TAG_SHARING = "bap.sharing"
+
+
+def param_text(config: Mapping[str, Any], prefix: str = "", max_len: int | None = None) -> dict[str, str]:
+    """A nested configuration as MLflow params: nested keys joined with ``.``, lists as JSON, others ``str()``.
+
+    The sweep logs a trial's configuration with it and the analysis reads Tune's ``params.json`` through it, so both
+    sources give the same text; ``max_len`` truncates values to a tracking server's limit.
+    """
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(param_text(value, name + ".", max_len))
+        else:
+            text = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+            out[name] = text if max_len is None else text[:max_len]
+    return out

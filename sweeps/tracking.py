@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -177,15 +176,7 @@ def search_all_runs(client: Any, experiment_id: str, filter_string: str, view: s
 
 
 def flatten_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in values.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten_params(v, key + "."))
-        else:
-            text = json.dumps(v) if isinstance(v, list | tuple) else str(v)
-            out[key] = text[:_MAX_PARAM_LEN]
-    return out
+    return M.param_text(values, prefix, _MAX_PARAM_LEN)
 
 
 def log_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
