@@ -22,6 +22,7 @@ from bap.data.cache import user_cache_dir
 from bap.model import MultiDomainResNet26
 from bap.runtime import (
     autocast,
+    cycled_order,
     generator_for,
     input_layout,
     resolve_device,
@@ -74,7 +75,7 @@ def train_plain(
     model.train()
     for epoch in range(epochs):
         generator = generator_for(seed, 10_000 + epoch)
-        orders = {n: _cycled_order(len(d.train.labels), steps * batch_size, generator) for n, d in datasets.items()}
+        orders = {n: cycled_order(len(d.train.labels), steps * batch_size, generator) for n, d in datasets.items()}
         total = 0.0
         for step in range(steps):
             loss = torch.zeros((), device=dev)
@@ -119,9 +120,3 @@ def pretrain_backbone(
     torch.save(model.backbone_state(next(iter(datasets))), tmp)
     os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
     return path
-
-
-def _cycled_order(size: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    """``length`` indices into ``size`` items: shuffled passes, reshuffled each pass (small domains repeat)."""
-    passes = -(-length // size)
-    return torch.cat([torch.randperm(size, generator=generator) for _ in range(passes)])[:length]

@@ -32,6 +32,12 @@ def generator_for(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(mixed)
 
 
+def cycled_order(size: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """``length`` indices into ``size`` items: shuffled passes, reshuffled each pass (small domains repeat)."""
+    passes = -(-length // size)
+    return torch.cat([torch.randperm(size, generator=generator) for _ in range(passes)])[:length]
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
     if enabled and device.type == "cuda":

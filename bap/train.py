@@ -37,10 +37,11 @@ from bap.data import DomainData, load_data, prepare_batch
 from bap.evaluate import accuracies, predict
 from bap.losses import BudgetConstraint, SharingLoss, usage
 from bap.model import MultiDomainResNet26
-from bap.pretrain import _cycled_order, pretrain_backbone
+from bap.pretrain import pretrain_backbone
 from bap.prune import prune, save_pruned
 from bap.runtime import (
     autocast,
+    cycled_order,
     generator_for,
     input_layout,
     resolve_device,
@@ -112,7 +113,8 @@ class _Run:
         crops = {d.crop for d in datasets.values()}
         if len(crops) != 1:
             raise ValueError(f"every domain must use the same input crop, got {crops}")
-        self.input_size = (3, crops.pop(), datasets[next(iter(datasets))].crop)
+        crop = crops.pop()
+        self.input_size = (3, crop, crop)
         seed_everything(config.seed)
         model = MultiDomainResNet26(
             {name: d.num_classes for name, d in datasets.items()},
@@ -180,7 +182,7 @@ class _Run:
         config, model, device = self.config, self.model, self.device
         generator = generator_for(config.seed, epoch)
         batch = config.batch_size
-        orders = {n: _cycled_order(len(d.train.labels), self.steps * batch, generator)
+        orders = {n: cycled_order(len(d.train.labels), self.steps * batch, generator)
                   for n, d in self.datasets.items()}
         sums = {name: 0.0 for name in self.datasets}
         total_loss = sharing_total = 0.0
