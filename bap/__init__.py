@@ -1,16 +1,31 @@
-"""Budget-aware pruning of multi-domain networks: model, switches, costs, losses, pruning and the Decathlon score."""
+"""Budget-aware pruning of multi-domain networks: model, switches, costs, losses, pruning and the Decathlon score.
 
-from bap.cost import Cost, count_cost, count_layer_costs, reference_cost, switch_costs
-from bap.losses import BudgetConstraint, SharingLoss, sharing_loss, union_fraction, usage
-from bap.model import MultiDomainResNet26
-from bap.prune import load_pruned, prune, save_pruned
-from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
-from bap.switches import SwitchedConv2d, binarize
+The names below load on first use (PEP 562), so ``import bap.metrics`` or ``import bap.config`` in a process that
+never builds a network -- the sweep driver, the analysis -- does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Cost": "bap.cost", "count_cost": "bap.cost", "count_layer_costs": "bap.cost", "reference_cost": "bap.cost",
+    "switch_costs": "bap.cost",
+    "BudgetConstraint": "bap.losses", "SharingLoss": "bap.losses", "sharing_loss": "bap.losses",
+    "union_fraction": "bap.losses", "usage": "bap.losses",
+    "MultiDomainResNet26": "bap.model",
+    "load_pruned": "bap.prune", "prune": "bap.prune", "save_pruned": "bap.prune",
+    "DECATHLON_BASELINE_ERRORS": "bap.score", "decathlon_score": "bap.score",
+    "SwitchedConv2d": "bap.switches", "binarize": "bap.switches",
+}
 
 __all__ = [
-    "DECATHLON_BASELINE_ERRORS",
     "BudgetConstraint",
     "Cost",
+    "DECATHLON_BASELINE_ERRORS",
     "MultiDomainResNet26",
     "SharingLoss",
     "SwitchedConv2d",
@@ -27,3 +42,41 @@ __all__ = [
     "union_fraction",
     "usage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+class _Package(types.ModuleType):
+    """``bap.prune`` is the function, as it was when this file imported everything: importing the submodule
+    ``bap.prune`` later would otherwise rebind the package attribute to the module."""
+
+    @property
+    def prune(self) -> Any:
+        return importlib.import_module("bap.prune").prune
+
+    @prune.setter
+    def prune(self, value: Any) -> None:  # the import system binding the submodule
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+if TYPE_CHECKING:
+    from bap.cost import Cost, count_cost, count_layer_costs, reference_cost, switch_costs
+    from bap.losses import BudgetConstraint, SharingLoss, sharing_loss, union_fraction, usage
+    from bap.model import MultiDomainResNet26
+    from bap.prune import load_pruned, prune, save_pruned
+    from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
+    from bap.switches import SwitchedConv2d, binarize

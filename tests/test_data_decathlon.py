@@ -125,7 +125,7 @@ def test_second_load_reads_cache_without_decoding(
     def no_decode(*args, **kwargs):
         raise AssertionError("JPEG decoded on a cache hit")
 
-    monkeypatch.setattr(decathlon, "decode_image", no_decode)
+    monkeypatch.setattr(decathlon, "decode_resized", no_decode)
     second = _load(fake_root, tmp_path)
     for name in first:
         for split in ("train", "val", "test"):

@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
 
 from bap.data.cache import (
@@ -177,6 +175,11 @@ def decode_resized(path: Path, size: int, squash: bool) -> torch.Tensor | None:
     Shorter side resized to ``size`` (antialiased), then centre-cropped; ``squash`` resizes both sides
     instead.
     """
+    # torchvision only here: importing it costs ~1.5 s (it pulls in torch._dynamo), which every sweep trial and
+    # the sweep driver would pay while they only read the packed cache or the mini-decathlon.
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2 import functional as TF
+
     raw = path.read_bytes()
     try:
         image = decode_image(torch.frombuffer(bytearray(raw), dtype=torch.uint8), mode=ImageReadMode.RGB)
