@@ -4,15 +4,16 @@ The same 8 fixed-work trials (a calibrated number of single-threaded torch matmu
 metrics each, like a 5-domain training run), 2 at a time, run
 
   (a) in a ``multiprocessing.Pool(2)`` (fork; the parent imported torch), and
-  (b) through the sweep stack: ``sweeps.decathlon.run_sweep`` -- local Ray + Tune (function trainable, reused
-      actors, per-epoch checkpoints) + Optuna (journal file, per-budget studies) + MLflow (SQLite, parent run and one
-      child run per trial, batched on a background thread), with this module as the training entry point.
+  (b) through the sweep stack, as a user runs it: ``python sweeps/decathlon.py --preset smoke --config bench.yaml``
+      (validation, then local Ray + Tune with reused actors and per-epoch checkpoints, Optuna with a journal file
+      and per-budget studies, MLflow on SQLite with a parent run and one child run per trial), with this module as
+      the training entry point. Like ``bap.train`` it imports torch when imported.
 
 Each variant runs in a fresh interpreter, so "whole process" is what a user waits for from ``python ...`` to the
 prompt; "sweep-only" is the Pool's ``map`` versus Tune's ``fit`` (the trials plus the scheduling around them).
 
     python bench/sweep_overhead.py                       # ~10 s and ~2 s trials, prints ratios b/a and a breakdown
-    python bench/sweep_overhead.py --seconds 10 --repeat 2
+    python bench/sweep_overhead.py --seconds 2 --json out.json
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 N_TRIALS = 8
 CONCURRENCY = 2
@@ -38,8 +41,6 @@ MATRIX = 192
 # The fixed work, and the training entry point the sweep stack calls (TrainConfig / train / prepare)
 # ------------------------------------------------------------------------------------------------------------------
 def work(iters: int) -> float:
-    import torch
-
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(MATRIX, MATRIX, generator=g)
@@ -113,8 +114,6 @@ def train(config: TrainConfig, out_dir: str | Path, *, data: Any = None, report:
 
 
 def prepare(train_values: dict[str, Any], keep_data: bool) -> dict[str, Any]:
-    import torch  # noqa: F401  (the preparation task warms a worker the way bap's data loading does)
-
     return {"data": None, "domains": ["synthetic"], "pretrained": None, "backbone_bytes": None}
 
 
@@ -134,34 +133,40 @@ def _pool_trial(iters_per_epoch: int) -> float:
 def run_pool(iters_per_epoch: int) -> dict[str, float]:
     import multiprocessing as mp
 
-    import torch  # noqa: F401  (imported before fork, as a user's script would)
-
     start = time.perf_counter()
     with mp.get_context("fork").Pool(CONCURRENCY) as pool:
         pool.map(_pool_trial, [iters_per_epoch] * N_TRIALS, chunksize=1)
     return {"sweep_s": time.perf_counter() - start}
 
 
-def run_stack(iters_per_epoch: int, root: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
-    from sweeps import config as C
-    from sweeps.decathlon import run_sweep
-
-    timeline = root / "timeline.jsonl"
-    cfg = C.resolve("smoke", overrides={
+def stack_command(iters_per_epoch: int, root: Path) -> list[str]:
+    """The sweep CLI exactly as a user runs it, with this module as the training entry point."""
+    config = {
         "budgets": [0.25, 0.5, 0.75, 1.0], "num_samples": N_TRIALS // 4, "max_concurrent": CONCURRENCY,
         "cpus_per_trial": 1, "num_cpus": CONCURRENCY, "asha": {"enabled": False}, "verbose": 0,
-        "tracking_uri": f"sqlite:///{root}/mlruns.db", "storage_path": str(root / "ray_results"),
-        "optuna_storage": str(root / "optuna_journal.log"), "entrypoint": "bench.sweep_overhead",
-        "train": {"epochs": EPOCHS, "iters_per_epoch": iters_per_epoch, "timeline": str(timeline)},
-    })
-    summary = run_sweep(cfg, sweep="bench", domains=["synthetic"])
-    events = [json.loads(line) for line in timeline.read_text().splitlines()]
+        "entrypoint": "bench.sweep_overhead",
+        "train": {"epochs": EPOCHS, "iters_per_epoch": iters_per_epoch, "timeline": str(root / "timeline.jsonl")},
+    }
+    (root / "bench.yaml").write_text(json.dumps(config))  # JSON is YAML
+    return [sys.executable, str(REPO / "sweeps" / "decathlon.py"), "--preset", "smoke", "--config", "bench.yaml",
+            "--name", "bench", "--tracking-uri", f"sqlite:///{root}/mlruns.db",
+            "--storage-path", str(root / "ray_results"), "--optuna-storage", str(root / "optuna_journal.log")]
+
+
+def stack_numbers(root: Path, started: float, whole: float) -> dict[str, Any]:
+    """The sweep's own timings (its summary.json in MLflow) and the trials' timeline."""
+    summary = json.loads(next(root.glob("mlruns/**/summary.json")).read_text())
+    t = summary["timings"]
+    events = [json.loads(line) for line in (root / "timeline.jsonl").read_text().splitlines()]
     epochs = [e for e in events if "start" in e]
     reports = [e["report_s"] for e in events if "report_s" in e]
+    first_epoch = min(e["start"] for e in epochs)
     return {
-        "sweep_s": summary["timings"]["fit_s"],
-        "timings": summary["timings"],
+        "sweep_s": t["fit_s"],
+        "timings": t,
+        "before_sweep_s": t["started_at"] - started,  # interpreter, imports, validation
+        "after_summary_s": whole - (t["started_at"] - started) - t["summary_logged_s"],
+        "first_epoch_after_fit_s": first_epoch - t["started_at"] - t["before_fit_s"],
         "trials": summary["trials"],
         "counts": summary["counts"],
         "mlflow": summary["mlflow"]["stats"],
@@ -174,16 +179,23 @@ def run_stack(iters_per_epoch: int, root: Path) -> dict[str, Any]:
 
 def _variant(kind: str, iters_per_epoch: int) -> dict[str, Any]:
     """Run one variant in a fresh interpreter; returns its inner numbers plus the whole-process wall time."""
-    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as root:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--run", kind, "--iters", str(iters_per_epoch),
-               "--root", root]
+    with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:
+        root = Path(tmp)
+        if kind == "stack":
+            cmd = stack_command(iters_per_epoch, root)
+        else:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--run", kind, "--iters", str(iters_per_epoch)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        started = time.time()
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise RuntimeError(f"{kind} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        inner = json.loads(proc.stdout.strip().splitlines()[-1])
+        if kind == "stack":
+            inner = stack_numbers(root, started, wall)
+        else:
+            inner = json.loads(proc.stdout.strip().splitlines()[-1])
     return {**inner, "whole_s": wall}
 
 
@@ -205,17 +217,20 @@ def explain(r: dict[str, Any]) -> str:
         f"  whole process: pool {p['whole_s']:6.1f} s   stack {s['whole_s']:6.1f} s   ratio b/a {r['ratio_whole']:.2f}",
         f"  sweep only:    pool {p['sweep_s']:6.1f} s   stack {s['sweep_s']:6.1f} s   ratio b/a {r['ratio_sweep']:.2f}",
         "  where the stack's extra time goes:",
-        f"    interpreter start + imports before run_sweep: {s['whole_s'] - t['total_s']:5.1f} s",
-        f"    ray.init (local Ray; MLflow + Optuna setup overlap it): {t['ray_init_s']:5.1f} s",
-        f"    until data/preparation task and parent run ready:    {t['before_fit_s'] - t['ray_init_s']:5.1f} s",
+        f"    interpreter, imports and validation before the sweep starts: {s['before_sweep_s']:5.1f} s",
+        f"    ray.init (local Ray; MLflow + Optuna setup overlap it):       {t['ray_init_s']:5.1f} s",
+        f"    until data/preparation task and parent run ready:             {t['before_fit_s'] - t['ray_init_s']:5.1f} s",
         f"    Tune loop minus trial work ({s['work_s']:.1f} s over {CONCURRENCY} slots): "
         f"{s['sweep_s'] - s['work_s'] / CONCURRENCY:5.1f} s  "
-        f"(worker processes used: {s['worker_pids']}, reused across trials)",
+        f"(first epoch {s['first_epoch_after_fit_s']:.1f} s after fit started; "
+        f"{s['worker_pids']} worker processes, reused across trials)",
+        f"    driver CPU during fit (Tune's loop, MLflow writer, Optuna): {t['fit_driver_cpu_s']:.1f} s",
         f"    tune.report wait per epoch: mean {s['report_wait_ms_mean']:.0f} ms, max {s['report_wait_ms_max']:.0f} ms",
         f"    MLflow writer thread busy {s['mlflow']['busy_s']:.1f} s off the loop "
         f"({s['mlflow']['log_batch_calls']} log_batch calls for {s['mlflow']['metrics_logged']} metric values)",
-        f"    after fit: MLflow drain {t['mlflow_drain_s']:.1f} s, summary + ray.shutdown "
-        f"{t['total_s'] - t['before_fit_s'] - t['fit_s'] - t['mlflow_drain_s']:.1f} s",
+        f"    after fit: MLflow drain {t['mlflow_drain_s']:.1f} s, summary "
+        f"{t['summary_logged_s'] - t['before_fit_s'] - t['fit_s'] - t['mlflow_drain_s']:.1f} s, "
+        f"then MLflow summary + ray.shutdown + exit {s['after_summary_s']:.1f} s",
     ]
     return "\n".join(lines)
 
@@ -223,16 +238,12 @@ def explain(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, nargs="*", default=[10.0, 2.0], help="trial lengths to compare")
-    ap.add_argument("--run", choices=("pool", "stack"), help=argparse.SUPPRESS)
+    ap.add_argument("--run", choices=("pool",), help=argparse.SUPPRESS)
     ap.add_argument("--iters", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--root", help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the raw numbers to this file")
     args = ap.parse_args(argv)
     if args.run == "pool":
         print(json.dumps(run_pool(args.iters)))
-        return 0
-    if args.run == "stack":
-        print(json.dumps(run_stack(args.iters, Path(args.root))))
         return 0
     rate = calibrate()
     print(f"calibration: {rate:.0f} matmuls/s ({MATRIX}x{MATRIX}, 1 thread)", flush=True)

@@ -1,6 +1,8 @@
 """Once per sweep, before any trial: load (and pack) the data, and pretrain the shared backbone if trials need one.
 
-Runs as one Ray task, so the driver never imports torch or holds the images:
+Where it runs (:class:`Preparation`): when the driver starts a local Ray itself (and the preparation needs no GPU),
+in a driver thread while Ray starts -- it is the same machine, and Ray's start-up mostly waits; on a cluster, as one
+Ray task on a worker node, so the driver never imports torch or holds the images. Either way:
 
 * ``data_sharing: object_store`` -- the task returns the domains; they stay in Ray's object store and every trial
   gets them from there (``tune.with_parameters``) instead of reading and decoding files.
@@ -15,6 +17,7 @@ path -- and its bytes, for nodes that do not share the cache folder -- to every 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,3 +98,58 @@ def check_train_values(entrypoint: str, train: Mapping[str, Any], variants: list
     if not available:
         raise KeyError(f"no domain found in {data_spec}")
     return available
+
+
+class PreparationError(RuntimeError):
+    """The sweep's data could not be prepared (nothing was launched; the MLflow parent run ended FAILED)."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> PreparationError:
+        cause = getattr(exc, "cause", None) or exc  # a Ray task's error carries the original one
+        lines = str(cause).strip().splitlines()
+        return cls(f"data preparation failed: {type(cause).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+
+
+class Preparation:
+    """The sweep's one :func:`prepare`, started early; :meth:`result` waits for it.
+
+    ``start_here()`` runs it on a driver thread (a local Ray: call it before ``ray.init`` so the two overlap),
+    ``start_remote()`` as a Ray task (after ``ray.init``). :meth:`result` returns ``(data ref, info, backbone ref)``
+    with the domains and the backbone bytes in Ray's object store, and raises what the preparation raised.
+    """
+
+    def __init__(self, entrypoint: str, train: Mapping[str, Any], searched: list[str], keep_data: bool) -> None:
+        self.args = (entrypoint, dict(train), list(searched), keep_data)
+        self._thread: threading.Thread | None = None
+        self._local: dict[str, Any] = {}
+        self._refs: tuple[Any, Any, Any] | None = None
+
+    def start_here(self) -> None:
+        def run() -> None:
+            try:
+                self._local["value"] = prepare_split(*self.args)
+            except BaseException as exc:  # re-raised by result() on the driver's main thread
+                self._local["error"] = exc
+
+        self._thread = threading.Thread(target=run, daemon=True, name="data-prep")
+        self._thread.start()
+
+    def start_remote(self, num_gpus: float = 0.0) -> None:
+        import ray
+
+        task = ray.remote(prepare_split).options(num_cpus=1, num_gpus=num_gpus, num_returns=3)
+        self._refs = task.remote(*self.args)
+
+    def result(self) -> tuple[Any, dict[str, Any], Any]:
+        import ray
+
+        if self._refs is not None:
+            data_ref, info_ref, backbone_ref = self._refs
+            return data_ref, ray.get(info_ref), backbone_ref
+        if self._thread is None:
+            raise RuntimeError("Preparation.result() before start_here() or start_remote()")
+        self._thread.join()
+        if "error" in self._local:
+            raise self._local["error"]
+        data, info, backbone = self._local.pop("value")
+        return ray.put(data), info, (ray.put(backbone) if backbone is not None else None)

@@ -1,7 +1,7 @@
 """MLflow glue: one parent run per sweep, exactly one nested child run per Ray Tune trial, written off Tune's loop.
 
-* :func:`check_tracking_uri` answers "can we log there?" within seconds, before anything starts (an unreachable
-  server otherwise hangs a sweep for minutes inside MLflow's HTTP retries).
+* :func:`check_tracking_uri` (:mod:`sweeps.reachability`, light to import) answers "can we log there?" within
+  seconds, before anything starts (an unreachable server otherwise hangs a sweep for minutes in MLflow's retries).
 * :class:`SweepRun` creates or re-adopts the parent run (tag ``bap.sweep_id``) and ends it.
 * :class:`TrialRunLogger` is a Tune ``Callback`` on the driver. It owns each child run's whole life: created (or
   re-adopted by its ``bap.trial_id`` tag, so retries and ``--resume`` never duplicate it) when the trial starts,
@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,7 @@ from typing import Any
 from ray.tune import Callback
 
 from bap import metrics as M
-from sweeps.config import ConfigError
+from sweeps.reachability import check_tracking_uri  # noqa: F401  (part of this module's API)
 
 logger = logging.getLogger(__name__)
 
@@ -61,79 +58,8 @@ _MAX_PARAM_LEN = 6000
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Reachability
+# Where runs go
 # --------------------------------------------------------------------------------------------------------------
-def _call_with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
-    """Run ``fn`` on a daemon thread; raise TimeoutError if it does not return within ``timeout`` seconds."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised on the caller's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=target, daemon=True, name="mlflow-check")
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise TimeoutError(f"no answer within {timeout:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-def check_tracking_uri(uri: str, timeout: float = 10.0) -> None:
-    """Raise ConfigError unless the tracking store at ``uri`` answers within ``timeout`` seconds.
-
-    HTTP(S) servers get a plain ``GET /health`` first (no MLflow retries), then one API call; SQLite needs a
-    writable folder; any other store gets one API call on a thread with the same deadline.
-    """
-    hint = "start the server, or log locally with --tracking-uri sqlite:///mlruns.db"
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-                resp.read(64)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise ConfigError(f"MLflow tracking server {uri} refused the request (HTTP {exc.code}); "
-                                  "set MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN") from None
-            # Other codes: something answers; the API call below decides.
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ConfigError(f"MLflow tracking server {uri} is unreachable ({reason}); {hint}") from None
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout, 10))))
-    elif uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        folder = db.parent
-        if not folder.is_dir():
-            raise ConfigError(f"the folder of the MLflow SQLite file {str(db)!r} does not exist; create it first")
-        if not os.access(folder, os.W_OK):
-            raise ConfigError(f"cannot write the MLflow SQLite file {str(db)!r}: folder is not writable")
-        if not db.exists():
-            return  # created (with its schema) when the sweep starts: nothing is written before validation passes
-        timeout = max(timeout, 60.0)  # local: a schema upgrade can take seconds, it cannot hang
-    elif "://" not in uri and not uri.startswith("databricks"):
-        raise ConfigError(f"tracking URI {uri!r} is neither a server URL nor a database URL; use e.g. "
-                          "sqlite:///mlruns.db or http://host:5000 (the plain file store is deprecated in MLflow 3)")
-
-    def probe() -> None:
-        from mlflow import MlflowClient
-
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-
-    try:
-        _call_with_timeout(probe, timeout)
-    except TimeoutError as exc:
-        raise ConfigError(f"MLflow tracking store {uri} did not answer ({exc}); {hint}") from None
-    except ConfigError:
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"MLflow tracking store {uri} failed: {first[:300]}; {hint}") from None
-
-
 def artifact_location(uri: str, experiment: str) -> str | None:
     """Where a new experiment's artifacts go: next to a SQLite file (``<dir>/mlruns/<experiment>``); else the
     server's default (None). Without this MLflow would write ``./mlruns`` relative to each process's cwd."""
