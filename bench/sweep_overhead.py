@@ -14,6 +14,7 @@ prompt; "sweep-only" is the Pool's ``map`` versus Tune's ``fit`` (the trials plu
 
     python bench/sweep_overhead.py                       # ~10 s and ~2 s trials, prints ratios b/a and a breakdown
     python bench/sweep_overhead.py --seconds 2 --json out.json
+    python bench/sweep_overhead.py --repeat 3            # 3 side-by-side rounds each, medians against the goals
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,12 +87,24 @@ def metrics_for(epoch: int, budget: float, final: bool) -> dict[str, float]:
     return out
 
 
+_BOOT_LOGGED: set[int] = set()
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, data: Any = None, report: Any = None,
           resume_from: str | Path | None = None) -> dict:
     v = config.values
     out_dir = Path(out_dir)
     start = 0 if resume_from is None else int(Path(resume_from, "epoch.txt").read_text())
     log = v.get("timeline")
+    if log and os.getpid() not in _BOOT_LOGGED:  # first trial of this worker: what starting the process cost
+        import psutil
+
+        _BOOT_LOGGED.add(os.getpid())
+        proc = psutil.Process()
+        cpu = proc.cpu_times()
+        with open(log, "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "boot_s": time.time() - proc.create_time(),
+                                "boot_cpu_s": cpu.user + cpu.system, "modules": len(sys.modules)}) + "\n")
     for epoch in range(start, EPOCHS):
         t0 = time.time()
         work(int(v["iters_per_epoch"]))
@@ -171,6 +185,7 @@ def stack_numbers(root: Path, started: float, whole: float) -> dict[str, Any]:
         "counts": summary["counts"],
         "mlflow": summary["mlflow"]["stats"],
         "worker_pids": len({e["pid"] for e in epochs}),
+        "worker_boot": [e for e in events if "boot_s" in e],
         "report_wait_ms_mean": 1000 * sum(reports) / max(len(reports), 1),
         "report_wait_ms_max": 1000 * max(reports or [0]),
         "work_s": sum(e["end"] - e["start"] for e in epochs),
@@ -199,12 +214,33 @@ def _variant(kind: str, iters_per_epoch: int) -> dict[str, Any]:
     return {**inner, "whole_s": wall}
 
 
-def compare(seconds: float, rate: float) -> dict[str, Any]:
+def compare(seconds: float, rate: float, round_: int = 0) -> dict[str, Any]:
+    """One side-by-side round; odd rounds run the stack first, so a drifting machine does not favour one side."""
     iters = max(1, int(rate * seconds / EPOCHS))
-    pool = _variant("pool", iters)
-    stack = _variant("stack", iters)
+    if round_ % 2:
+        stack = _variant("stack", iters)
+        pool = _variant("pool", iters)
+    else:
+        pool = _variant("pool", iters)
+        stack = _variant("stack", iters)
     return {"trial_seconds": seconds, "iters_per_epoch": iters, "pool": pool, "stack": stack,
             "ratio_whole": stack["whole_s"] / pool["whole_s"], "ratio_sweep": stack["sweep_s"] / pool["sweep_s"]}
+
+
+# Issue 4's goals: (trial seconds, measure) -> largest ratio b/a
+GOALS = {(10.0, "whole"): 1.25, (10.0, "sweep"): 1.10, (2.0, "whole"): 2.0}
+
+
+def verdict(rounds: list[dict[str, Any]]) -> str:
+    seconds = rounds[0]["trial_seconds"]
+    lines = [f"~{seconds:g} s trials, {len(rounds)} round(s), ratio b/a per round and median:"]
+    for measure in ("whole", "sweep"):
+        ratios = [r[f"ratio_{measure}"] for r in rounds]
+        goal = GOALS.get((seconds, measure))
+        check = "" if goal is None else f"   goal <= {goal:.2f}: {'PASS' if statistics.median(ratios) <= goal else 'FAIL'}"
+        lines.append(f"  {measure:5s} {' '.join(f'{x:.2f}' for x in ratios)}   median {statistics.median(ratios):.2f}"
+                     f"{check}")
+    return "\n".join(lines)
 
 
 def explain(r: dict[str, Any]) -> str:
@@ -224,7 +260,11 @@ def explain(r: dict[str, Any]) -> str:
         f"{s['sweep_s'] - s['work_s'] / CONCURRENCY:5.1f} s  "
         f"(first epoch {s['first_epoch_after_fit_s']:.1f} s after fit started; "
         f"{s['worker_pids']} worker processes, reused across trials)",
-        f"    driver CPU during fit (Tune's loop, MLflow writer, Optuna): {t['fit_driver_cpu_s']:.1f} s",
+        "    trial workers from process start to their first train(): "
+        + ", ".join(f"{b['boot_s']:.1f} s ({b['boot_cpu_s']:.1f} s CPU, {b['modules']} modules)"
+                    for b in s["worker_boot"]),
+        f"    driver CPU: {t['before_fit_driver_cpu_s']:.1f} s until fit, {t['fit_driver_cpu_s']:.1f} s during fit "
+        "(Tune's loop, MLflow writer, Optuna)",
         f"    tune.report wait per epoch: mean {s['report_wait_ms_mean']:.0f} ms, max {s['report_wait_ms_max']:.0f} ms",
         f"    MLflow writer thread busy {s['mlflow']['busy_s']:.1f} s off the loop "
         f"({s['mlflow']['log_batch_calls']} log_batch calls for {s['mlflow']['metrics_logged']} metric values)",
@@ -240,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, nargs="*", default=[10.0, 2.0], help="trial lengths to compare")
     ap.add_argument("--run", choices=("pool",), help=argparse.SUPPRESS)
     ap.add_argument("--iters", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=1, help="side-by-side rounds per trial length (median reported)")
     ap.add_argument("--json", help="also write the raw numbers to this file")
     args = ap.parse_args(argv)
     if args.run == "pool":
@@ -249,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"calibration: {rate:.0f} matmuls/s ({MATRIX}x{MATRIX}, 1 thread)", flush=True)
     results = []
     for seconds in args.seconds:
-        r = compare(seconds, rate)
-        results.append(r)
-        print(explain(r), flush=True)
+        rounds = []
+        for i in range(args.repeat):
+            rounds.append(compare(seconds, rate, i))
+            print(explain(rounds[-1]), flush=True)
+        print(verdict(rounds), flush=True)
+        results.extend(rounds)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -483,6 +483,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
     fit_start = time.perf_counter()
     fit_cpu = time.process_time()
     timings["before_fit_s"] = fit_start - t0
+    timings["before_fit_driver_cpu_s"] = fit_cpu  # the driver process since it started, validation included
     try:
         results = tuner.fit()
     except KeyboardInterrupt:
