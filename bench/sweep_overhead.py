@@ -15,6 +15,7 @@ prompt; "sweep-only" is the Pool's ``map`` versus Tune's ``fit`` (the trials plu
     python bench/sweep_overhead.py                       # ~10 s and ~2 s trials, prints ratios b/a and a breakdown
     python bench/sweep_overhead.py --seconds 2 --json out.json
     python bench/sweep_overhead.py --repeat 3            # 3 side-by-side rounds each, medians against the goals
+    ray start --head --num-cpus 2 && RAY_AUTH_MODE=token python bench/sweep_overhead.py --ray-address auto; ray stop
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def run_pool(iters_per_epoch: int) -> dict[str, float]:
     return {"sweep_s": time.perf_counter() - start}
 
 
+RAY_ADDRESS: str | None = None  # --ray-address: sweeps attach to a Ray that is already running
+
+
 def stack_command(iters_per_epoch: int, root: Path) -> list[str]:
     """The sweep CLI exactly as a user runs it, with this module as the training entry point."""
     config = {
@@ -164,7 +168,8 @@ def stack_command(iters_per_epoch: int, root: Path) -> list[str]:
     (root / "bench.yaml").write_text(json.dumps(config))  # JSON is YAML
     return [sys.executable, str(REPO / "sweeps" / "decathlon.py"), "--preset", "smoke", "--config", "bench.yaml",
             "--name", "bench", "--tracking-uri", f"sqlite:///{root}/mlruns.db",
-            "--storage-path", str(root / "ray_results"), "--optuna-storage", str(root / "optuna_journal.log")]
+            "--storage-path", str(root / "ray_results"), "--optuna-storage", str(root / "optuna_journal.log"),
+            *(["--address", RAY_ADDRESS] if RAY_ADDRESS else [])]
 
 
 def stack_numbers(root: Path, started: float, whole: float) -> dict[str, Any]:
@@ -281,11 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", choices=("pool",), help=argparse.SUPPRESS)
     ap.add_argument("--iters", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=1, help="side-by-side rounds per trial length (median reported)")
+    ap.add_argument("--ray-address", help="run the sweeps on this running Ray (e.g. auto, after `ray start --head "
+                    "--num-cpus 2`; with Ray's token auth also set RAY_AUTH_MODE=token) instead of a local Ray each")
     ap.add_argument("--json", help="also write the raw numbers to this file")
     args = ap.parse_args(argv)
     if args.run == "pool":
         print(json.dumps(run_pool(args.iters)))
         return 0
+    global RAY_ADDRESS
+    RAY_ADDRESS = args.ray_address
     rate = calibrate()
     print(f"calibration: {rate:.0f} matmuls/s ({MATRIX}x{MATRIX}, 1 thread)", flush=True)
     results = []

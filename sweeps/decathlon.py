@@ -35,7 +35,15 @@ otherwise it starts a local Ray (``ray.init``) with ``--num-cpus``. Ray 2.60 ena
 submit from a shell with ``RAY_AUTH_MODE=token`` (the token ``ray start`` wrote under ``~/.ray``) or ``RAY_AUTH_TOKEN``;
 only on a private machine set ``RAY_AUTH_MODE=disabled`` for both ``ray start`` and the client. With ``--working-dir .``
 relative paths point into the job's temporary copy: give absolute/shared ``--storage-path``, ``--optuna-storage`` and
-a tracking server.
+a tracking server. A driver started directly with ``--address`` (not through ``ray job submit``) ships ``bap``,
+``sweeps`` and the entry point's package to the workers itself (``py_modules``). Running many sweeps on one machine,
+``ray start --head`` once and ``--address auto`` saves each sweep Ray's start and stop (about 5 s on 2 cores).
+
+Start-up, local Ray: the data is prepared on a driver thread while Ray starts (on a cluster, or when preparing needs a
+GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and no idle Ray workers are prestarted
+(Tune's trial actors could not use them). The heaviest remaining costs are Ray's own processes, the MLflow database
+schema on first use, and each trial worker importing torch and Ray Tune (about 3 s of CPU, once per worker: actors
+are reused across trials).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -257,13 +266,24 @@ def _starts_local_ray(cfg: SweepConfig) -> bool:
     return not ray.is_initialized() and not (cfg.address or os.environ.get("RAY_ADDRESS"))
 
 
+def cluster_runtime_env(entrypoint: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """What a driver that connects to a running cluster itself ships to the workers: ``bap``, ``sweeps`` and the
+    entry point's package from this checkout, as ``py_modules`` (the nodes do not have it). None under
+    ``ray job submit``, whose ``--working-dir``/``--runtime-env`` already brings the code."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in environ:
+        return None
+    names = dict.fromkeys(["bap", "sweeps", entrypoint.split(".")[0]])
+    return {"py_modules": [str(REPO_ROOT / name) for name in names if (REPO_ROOT / name).is_dir()]}
+
+
 def _init_ray(cfg: SweepConfig) -> bool:
     """Connect to a cluster (``--address``/``$RAY_ADDRESS``) or start a small local Ray; True if we started it."""
     import ray
 
     if not _starts_local_ray(cfg):
         if not ray.is_initialized():
-            ray.init(address=cfg.address or os.environ["RAY_ADDRESS"], log_to_driver=True)
+            ray.init(address=cfg.address or os.environ["RAY_ADDRESS"], log_to_driver=True,
+                     runtime_env=cluster_runtime_env(cfg.entrypoint, os.environ))
         return False
     # Trials import `sweeps`/`bap`; a local Ray's workers inherit this environment.
     paths = [str(REPO_ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]

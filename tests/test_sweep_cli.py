@@ -95,3 +95,16 @@ def test_subprocess_exit_code_and_no_traceback(workdir):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: budget 2.0 is outside (0, 1]")
     _nothing_written(workdir)
+
+
+def test_a_driver_attaching_to_a_cluster_ships_the_code_unless_inside_a_ray_job():
+    from pathlib import Path
+
+    from sweeps.decathlon import REPO_ROOT, cluster_runtime_env
+
+    shipped = cluster_runtime_env("bap.train", {})
+    assert shipped == {"py_modules": [str(REPO_ROOT / "bap"), str(REPO_ROOT / "sweeps")]}
+    tests_entry = cluster_runtime_env("tests.test_sweep_prepare", {})["py_modules"]
+    assert [Path(p).name for p in tests_entry] == ["bap", "sweeps", "tests"]
+    assert cluster_runtime_env("some_installed_package.train", {})["py_modules"][-1].endswith("sweeps")
+    assert cluster_runtime_env("bap.train", {"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}"}) is None  # ray job submit
