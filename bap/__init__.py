@@ -1,12 +1,13 @@
 """Budget-aware pruning of multi-domain networks: model, switches, costs, losses, pruning and the Decathlon score.
 
-The names below load on first use (PEP 562), so ``import bap.metrics`` or ``import bap.config`` in a process that
-never builds a network -- the sweep driver, the analysis -- does not pay for importing torch.
+The names below (and the submodules, as attributes) load on first use (PEP 562), so a process that only needs
+``bap.metrics`` -- the analysis, the sweep's MLflow and Optuna code -- does not pay for importing torch.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
 from typing import TYPE_CHECKING, Any
@@ -46,28 +47,39 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule, e.g. bap.model
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
         raise AttributeError(f"module 'bap' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    loaded = [n for n, v in globals().items() if isinstance(v, types.ModuleType) and v.__name__.startswith("bap.")]
+    return sorted({*__all__, *loaded})
 
 
 class _Package(types.ModuleType):
     """``bap.prune`` is the function, as it was when this file imported everything: importing the submodule
-    ``bap.prune`` later would otherwise rebind the package attribute to the module."""
+    ``bap.prune`` later would otherwise rebind the package attribute to the module. Other values (a test's
+    monkeypatch) are kept until deleted."""
 
     @property
     def prune(self) -> Any:
-        return importlib.import_module("bap.prune").prune
+        override = self.__dict__.get("_prune_override")
+        return override if override is not None else importlib.import_module("bap.prune").prune
 
     @prune.setter
-    def prune(self, value: Any) -> None:  # the import system binding the submodule
-        pass
+    def prune(self, value: Any) -> None:
+        if not (isinstance(value, types.ModuleType) and value.__name__ == "bap.prune"):
+            self.__dict__["_prune_override"] = value
+
+    @prune.deleter
+    def prune(self) -> None:
+        self.__dict__.pop("_prune_override", None)
 
 
 sys.modules[__name__].__class__ = _Package

@@ -184,7 +184,7 @@ def stack_numbers(root: Path, started: float, whole: float) -> dict[str, Any]:
         "sweep_s": t["fit_s"],
         "timings": t,
         "before_sweep_s": t["started_at"] - started,  # interpreter, imports, validation
-        "after_summary_s": whole - (t["started_at"] - started) - t["summary_logged_s"],
+        "after_summary_s": whole - (t["started_at"] - started) - t["summary_ready_s"],
         "first_epoch_after_fit_s": first_epoch - t["started_at"] - t["before_fit_s"],
         "trials": summary["trials"],
         "counts": summary["counts"],
@@ -274,7 +274,7 @@ def explain(r: dict[str, Any]) -> str:
         f"    MLflow writer thread busy {s['mlflow']['busy_s']:.1f} s off the loop "
         f"({s['mlflow']['log_batch_calls']} log_batch calls for {s['mlflow']['metrics_logged']} metric values)",
         f"    after fit: MLflow drain {t['mlflow_drain_s']:.1f} s, summary "
-        f"{t['summary_logged_s'] - t['before_fit_s'] - t['fit_s'] - t['mlflow_drain_s']:.1f} s, "
+        f"{t['summary_ready_s'] - t['before_fit_s'] - t['fit_s'] - t['mlflow_drain_s']:.1f} s, "
         f"then MLflow summary + ray.shutdown + exit {s['after_summary_s']:.1f} s",
     ]
     return "\n".join(lines)

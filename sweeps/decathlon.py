@@ -264,17 +264,29 @@ def _starts_local_ray(cfg: SweepConfig) -> bool:
     """True if :func:`_init_ray` will start a local Ray (no cluster address, no Ray already running here)."""
     import ray
 
-    return not ray.is_initialized() and not (cfg.address or os.environ.get("RAY_ADDRESS"))
+    return not ray.is_initialized() and (cfg.address or os.environ.get("RAY_ADDRESS") or "local") == "local"
 
 
 def cluster_runtime_env(entrypoint: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """What a driver that connects to a running cluster itself ships to the workers: ``bap``, ``sweeps`` and the
-    entry point's package from this checkout, as ``py_modules`` (the nodes do not have it). None under
-    ``ray job submit``, whose ``--working-dir``/``--runtime-env`` already brings the code."""
+    """What a driver that connects to a running cluster itself ships to the workers, as ``py_modules``: ``bap``,
+    ``sweeps`` and the entry point's top-level package unless it is installed (in site-packages). None under
+    ``ray job submit``, whose ``--working-dir``/``--runtime-env`` already brings the code. A single-file entry
+    module cannot be shipped this way: use ``ray job submit --working-dir``."""
+    import importlib.util
+
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in environ:
         return None
-    names = dict.fromkeys(["bap", "sweeps", entrypoint.split(".")[0]])
-    return {"py_modules": [str(REPO_ROOT / name) for name in names if (REPO_ROOT / name).is_dir()]}
+    folders = [REPO_ROOT / "bap", REPO_ROOT / "sweeps"]
+    top = entrypoint.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = Path(location)
+        if "site-packages" not in folder.parts and "dist-packages" not in folder.parts and folder not in folders:
+            folders.append(folder)
+    return {"py_modules": [str(f) for f in folders]}
 
 
 def _init_ray(cfg: SweepConfig) -> bool:
@@ -299,7 +311,9 @@ def _init_ray(cfg: SweepConfig) -> bool:
     # Tune gives every trial actor a runtime_env of its own, so Ray's prestarted default workers never serve a trial
     # (and the data is prepared on the driver): they would only take CPU from the start-up, then be killed as idle.
     kwargs["_system_config"] = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
-    ray.init(**kwargs)
+    # address="local": a new Ray of our own even when a `ray start` cluster runs on this machine (a bare ray.init()
+    # would attach to it, and reject the settings above).
+    ray.init(address="local", **kwargs)
     return True
 
 
@@ -412,129 +426,146 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
     preparation = Preparation(cfg.entrypoint, fixed, list(parse_space(cfg.space)[0]), keep_data)
     if _starts_local_ray(cfg) and prep_gpus == 0:
         preparation.start_here()  # overlaps ray.init
-    started_ray = _init_ray(cfg)
-    timings["ray_init_s"] = time.perf_counter() - t0
-    import ray
-
-    if not started_ray or prep_gpus:
-        preparation.start_remote(prep_gpus)
-
-    from ray import tune
-
-    from bap import metrics as M
-    from sweeps import search
-    from sweeps.scheduler import SchedulerStateCallback
-    from sweeps.tracking import TrialRunLogger
-    from sweeps.trainable import run_trial, trial_dirname
-
-    t.join()
-    timings["tracking_setup_done_s"] = time.perf_counter() - t0
-    if "error" in setup:
-        raise setup["error"]
-    parent = setup["run"]
+    started_ray = False
     try:
-        data_ref, info, backbone_ref = preparation.result()
-    except BaseException as exc:
-        parent.end("FAILED")  # the data could not be prepared: nothing ran, say so in MLflow too
+        started_ray = _init_ray(cfg)
+        timings["ray_init_s"] = time.perf_counter() - t0
+        import ray
+
+        if not started_ray or prep_gpus:
+            preparation.start_remote(prep_gpus)
+
+        from ray import tune
+
+        from bap import metrics as M
+        from sweeps import search
+        from sweeps.scheduler import SchedulerStateCallback
+        from sweeps.tracking import TrialRunLogger
+        from sweeps.trainable import run_trial, trial_dirname
+
+        t.join()
+        timings["tracking_setup_done_s"] = time.perf_counter() - t0
+        if "error" in setup:
+            raise setup["error"]
+        parent = setup["run"]
+        try:
+            data_ref, info, backbone_ref = preparation.result()
+        except Exception as exc:  # nothing ran: the parent run ends FAILED below, Ray stops
+            raise PreparationError.from_exception(exc) from exc
+        timings["data_ready_s"] = time.perf_counter() - t0
+        if info.get("pretrained"):
+            fixed["pretrained"] = info["pretrained"]
+
+        settings = {
+            "entrypoint": cfg.entrypoint,
+            "train": fixed,
+            "threads": max(1, int(cfg.cpus_per_trial)),
+            "fault": fault,
+            "ended": setup["ended"],
+            "logged_epochs": setup["logged"],
+            "backbone_bytes": [backbone_ref] if info.get("pretrained") else None,
+        }
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, settings=settings, shared=[data_ref] if keep_data else None),
+            {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
+        )
+        scheduler = build_scheduler(cfg, epochs)
+        search_alg = build_search(cfg, sweep, fixed)
+        trial_logger = TrialRunLogger(
+            cfg.tracking_uri, parent.experiment_id, parent.run_id, sweep,
+            fixed_params={k: v for k, v in fixed.items() if v is not None},
+            tags={M.TAG_PRESET: cfg.preset},
+        )
+        callbacks = [trial_logger]
+        if hasattr(scheduler, "get_state"):
+            callbacks.append(SchedulerStateCallback(scheduler))
+        run_config = tune.RunConfig(
+            name=sweep,
+            storage_path=cfg.storage_path,
+            callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep),
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            progress_reporter=_reporter(cfg),
+            verbose=cfg.verbose,
+        )
+        tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=total, reuse_actors=True,
+                                      trial_dirname_creator=trial_dirname)
+
+        if cfg.resume:
+            from sweeps.resume import repair_experiment_state
+
+            repair_experiment_state(experiment_dir)
+            tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True, resume_errored=False)
+            # Fresh callbacks/scheduler/searcher objects (their saved state is loaded into them by Tune).
+            internal = tuner._local_tuner
+            internal._run_config.callbacks = callbacks
+            internal._run_config.progress_reporter = run_config.progress_reporter
+            internal._run_config.failure_config = run_config.failure_config
+            internal._tune_config.scheduler = scheduler
+            internal._tune_config.search_alg = search_alg
+        else:
+            tuner = tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+            _write_text(experiment_dir, "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+        print(f"[sweep] {sweep}: {total} trials ({cfg.mode} mode, {len(domains)} domains: {', '.join(domains)}), "
+              f"{cfg.max_concurrent} at a time; MLflow run {parent.run_id} in experiment {cfg.experiment!r}",
+              flush=True)
+        interrupted = False
+        status = "FINISHED"
+        fit_start = time.perf_counter()
+        fit_cpu = time.process_time()
+        timings["before_fit_s"] = fit_start - t0
+        timings["before_fit_driver_cpu_s"] = fit_cpu  # the driver process since it started, validation included
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:
+            interrupted, status, results = True, "KILLED", None
+        except BaseException:
+            trial_logger.close()
+            parent.end("FAILED")
+            raise
+        timings["fit_s"] = time.perf_counter() - fit_start
+        timings["fit_driver_cpu_s"] = time.process_time() - fit_cpu  # Tune's loop, the MLflow writer, Optuna
+        trial_logger.close()
+        timings["mlflow_drain_s"] = time.perf_counter() - fit_start - timings["fit_s"]
+        studies = search.studies_of(search_alg)
+        summary = _summarise(cfg, sweep, results, studies, parent, trial_logger, domains)
+        if summary["complete"]:
+            # Every Tune trial ended: an Optuna trial still RUNNING now belongs to no one (never in a resumable state).
+            summary["optuna_trials_failed_as_stale"] = sum(search.fail_stale_trials(s) for s in studies)
+        else:
+            interrupted = True  # Ctrl-C (Tune stops gracefully) or an error: resumable with --resume
+        if interrupted:
+            status = "KILLED"
+        summary["timings"] = timings
+        summary["interrupted"] = interrupted
+        timings["summary_ready_s"] = time.perf_counter() - t0
+        _log_summary(parent, summary)
+        parent.end(status)
         if started_ray:
             ray.shutdown()
-        if isinstance(exc, Exception):
-            raise PreparationError.from_exception(exc) from exc
+            started_ray = False
+        timings["total_s"] = time.perf_counter() - t0
+        return summary
+    except BaseException as exc:
+        _end_parent_run(setup, t, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    timings["data_ready_s"] = time.perf_counter() - t0
-    if info.get("pretrained"):
-        fixed["pretrained"] = info["pretrained"]
+    finally:
+        if started_ray:  # an error on the way: stop the local Ray we started (the normal path already did)
+            ray_module = sys.modules.get("ray")
+            if ray_module is not None and ray_module.is_initialized():
+                ray_module.shutdown()
 
-    settings = {
-        "entrypoint": cfg.entrypoint,
-        "train": fixed,
-        "threads": max(1, int(cfg.cpus_per_trial)),
-        "fault": fault,
-        "ended": setup["ended"],
-        "logged_epochs": setup["logged"],
-        "backbone_bytes": [backbone_ref] if info.get("pretrained") else None,
-    }
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, settings=settings, shared=[data_ref] if keep_data else None),
-        {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
-    )
-    scheduler = build_scheduler(cfg, epochs)
-    search_alg = build_search(cfg, sweep, fixed)
-    trial_logger = TrialRunLogger(
-        cfg.tracking_uri, parent.experiment_id, parent.run_id, sweep,
-        fixed_params={k: v for k, v in fixed.items() if v is not None},
-        tags={M.TAG_PRESET: cfg.preset},
-    )
-    callbacks = [trial_logger]
-    if hasattr(scheduler, "get_state"):
-        callbacks.append(SchedulerStateCallback(scheduler))
-    run_config = tune.RunConfig(
-        name=sweep,
-        storage_path=cfg.storage_path,
-        callbacks=callbacks,
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep),
-        failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-        progress_reporter=_reporter(cfg),
-        verbose=cfg.verbose,
-    )
-    tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=total, reuse_actors=True,
-                                  trial_dirname_creator=trial_dirname)
 
-    if cfg.resume:
-        from sweeps.resume import repair_experiment_state
-
-        repair_experiment_state(experiment_dir)
-        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True, resume_errored=False)
-        # Fresh callbacks/scheduler/searcher objects (their saved state is loaded into them by Tune).
-        internal = tuner._local_tuner
-        internal._run_config.callbacks = callbacks
-        internal._run_config.progress_reporter = run_config.progress_reporter
-        internal._run_config.failure_config = run_config.failure_config
-        internal._tune_config.scheduler = scheduler
-        internal._tune_config.search_alg = search_alg
-    else:
-        tuner = tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
-        _write_text(experiment_dir, "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False))
-
-    print(f"[sweep] {sweep}: {total} trials ({cfg.mode} mode, {len(domains)} domains: {', '.join(domains)}), "
-          f"{cfg.max_concurrent} at a time; MLflow run {parent.run_id} in experiment {cfg.experiment!r}",
-          flush=True)
-    interrupted = False
-    status = "FINISHED"
-    fit_start = time.perf_counter()
-    fit_cpu = time.process_time()
-    timings["before_fit_s"] = fit_start - t0
-    timings["before_fit_driver_cpu_s"] = fit_cpu  # the driver process since it started, validation included
-    try:
-        results = tuner.fit()
-    except KeyboardInterrupt:
-        interrupted, status, results = True, "KILLED", None
-    except BaseException:
-        trial_logger.close()
-        parent.end("FAILED")
-        raise
-    timings["fit_s"] = time.perf_counter() - fit_start
-    timings["fit_driver_cpu_s"] = time.process_time() - fit_cpu  # Tune's loop, the MLflow writer, Optuna
-    trial_logger.close()
-    timings["mlflow_drain_s"] = time.perf_counter() - fit_start - timings["fit_s"]
-    studies = search.studies_of(search_alg)
-    summary = _summarise(cfg, sweep, results, studies, parent, trial_logger, domains)
-    if summary["complete"]:
-        # Every Tune trial ended: an Optuna trial still RUNNING now belongs to no one (never in a resumable state).
-        summary["optuna_trials_failed_as_stale"] = sum(search.fail_stale_trials(s) for s in studies)
-    else:
-        interrupted = True  # Ctrl-C (Tune stops gracefully) or an error: resumable with --resume
-    if interrupted:
-        status = "KILLED"
-    summary["timings"] = timings
-    summary["interrupted"] = interrupted
-    timings["summary_logged_s"] = time.perf_counter() - t0
-    _log_summary(parent, summary)
-    parent.end(status)
-    if started_ray:
-        ray.shutdown()
-    timings["total_s"] = time.perf_counter() - t0
-    return summary
+def _end_parent_run(setup: dict[str, Any], setup_thread: threading.Thread, status: str) -> None:
+    """After an error: end the parent run with ``status`` unless it already ended (waits for its creation)."""
+    setup_thread.join(timeout=60)
+    run = setup.get("run")
+    if run is not None and run.ended is None:
+        try:
+            run.end(status)
+        except Exception as exc:
+            logger.warning("could not end the MLflow parent run %s: %s", run.run_id, exc)
 
 
 def _write_text(folder: str, name: str, text: str) -> None:
@@ -672,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     except PreparationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before the trials started (Ctrl-C during fit ends the sweep gracefully instead)
+        print("interrupted before the trials started", file=sys.stderr)
+        return 130
     print_summary(summary)
     if summary.get("interrupted"):
         return 130

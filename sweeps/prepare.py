@@ -2,7 +2,7 @@
 
 Where it runs (:class:`Preparation`): when the driver starts a local Ray itself (and the preparation needs no GPU),
 in a driver thread while Ray starts -- it is the same machine, and Ray's start-up mostly waits; on a cluster, as one
-Ray task on a worker node, so the driver never imports torch or holds the images. Either way:
+Ray task on a worker node, so the driver does not hold the images. Either way:
 
 * ``data_sharing: object_store`` -- the task returns the domains; they stay in Ray's object store and every trial
   gets them from there (``tune.with_parameters``) instead of reading and decoding files.

@@ -139,6 +139,7 @@ class SweepRun:
         self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
         self.run_id: str | None = None
         self.adopted = False
+        self.ended: str | None = None  # the status it was ended with
 
     def start(self, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         found = search_all_runs(self.client, self.experiment_id,
@@ -170,6 +171,7 @@ class SweepRun:
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id:
             self.client.set_terminated(self.run_id, status=status)
+            self.ended = status
 
     def child_runs(self, view: str = "active_only") -> list[Any]:
         return search_all_runs(self.client, self.experiment_id,

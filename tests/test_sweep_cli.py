@@ -108,3 +108,18 @@ def test_a_driver_attaching_to_a_cluster_ships_the_code_unless_inside_a_ray_job(
     assert [Path(p).name for p in tests_entry] == ["bap", "sweeps", "tests"]
     assert cluster_runtime_env("some_installed_package.train", {})["py_modules"][-1].endswith("sweeps")
     assert cluster_runtime_env("bap.train", {"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}"}) is None  # ray job submit
+
+
+@pytest.mark.parametrize(("flag", "env", "local"), [
+    (None, None, True), ("local", None, True), (None, "local", True),
+    ("auto", None, False), (None, "ray://head:10001", False), ("127.0.0.1:6379", "local", False),
+])
+def test_which_addresses_start_a_local_ray(monkeypatch, flag, env, local):
+    from sweeps import config as C
+    from sweeps.decathlon import _starts_local_ray
+
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    assert _starts_local_ray(C.resolve("smoke", overrides={"address": flag})) is local
