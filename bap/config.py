@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bap.cost import COST_KINDS
-from bap.losses import BUDGET_PENALTIES, SHARING_KINDS, check_budget
-from bap.switches import SWITCH_FORMS
+from bap.choices import BUDGET_PENALTIES, COST_KINDS, SHARING_KINDS, SWITCH_FORMS, check_budget
 
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")

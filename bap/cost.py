@@ -17,16 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
+from bap.choices import COST_KINDS, CostKind
 from bap.model import DomainBatchNorm2d, MultiDomainResNet26
 from bap.switches import conv_output_size
 
-CostKind = Literal["switches", "params", "macs"]
-COST_KINDS: tuple[str, ...] = ("switches", "params", "macs")
 DEFAULT_INPUT_SIZE = (3, 64, 64)
 
 

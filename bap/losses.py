@@ -16,24 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
-BudgetPenalty = Literal["lagrangian", "hinge"]
-BUDGET_PENALTIES: tuple[str, ...] = ("lagrangian", "hinge")
-SharingKind = Literal["none", "union", "intersection", "jaccard"]
-SHARING_KINDS: tuple[str, ...] = ("none", "union", "intersection", "jaccard")
+from bap.choices import BUDGET_PENALTIES, SHARING_KINDS, BudgetPenalty, SharingKind, check_budget
+
 JACCARD_EPS = 1e-8
-
-
-def check_budget(budget: float, field: str = "budget") -> float:
-    """``budget`` as a float in (0, 1], or a ValueError naming ``field``."""
-    value = float(budget)
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{field} must be in (0, 1] (the kept share of the backbone), got {budget}")
-    return value
 
 
 def usage(switches: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:

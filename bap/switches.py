@@ -8,14 +8,11 @@ forms are implemented because which one is faster depends on the device (paper.m
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-SwitchForm = Literal["auto", "activation", "kernel"]
-SWITCH_FORMS: tuple[str, ...] = ("auto", "activation", "kernel")
+from bap.choices import SWITCH_FORMS, SwitchForm
 
 
 def binarize(scores: torch.Tensor, threshold: float) -> torch.Tensor:

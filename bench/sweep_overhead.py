@@ -7,7 +7,7 @@ metrics each, like a 5-domain training run), 2 at a time, run
   (b) through the sweep stack, as a user runs it: ``python sweeps/decathlon.py --preset smoke --config bench.yaml``
       (validation, then local Ray + Tune with reused actors and per-epoch checkpoints, Optuna with a journal file
       and per-budget studies, MLflow on SQLite with a parent run and one child run per trial), with this module as
-      the training entry point. Like ``bap.train`` it imports torch when imported.
+      the training entry point. Like ``bap.train``, importing it does not import torch; a trial does.
 
 Each variant runs in a fresh interpreter, so "whole process" is what a user waits for from ``python ...`` to the
 prompt; "sweep-only" is the Pool's ``map`` versus Tune's ``fit`` (the trials plus the scheduling around them).
@@ -31,8 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 REPO = Path(__file__).resolve().parents[1]
 N_TRIALS = 8
 CONCURRENCY = 2
@@ -44,6 +42,8 @@ MATRIX = 192
 # The fixed work, and the training entry point the sweep stack calls (TrainConfig / train / prepare)
 # ------------------------------------------------------------------------------------------------------------------
 def work(iters: int) -> float:
+    import torch
+
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(MATRIX, MATRIX, generator=g)
@@ -147,6 +147,8 @@ def _pool_trial(iters_per_epoch: int) -> float:
 
 def run_pool(iters_per_epoch: int) -> dict[str, float]:
     import multiprocessing as mp
+
+    import torch  # noqa: F401  (imported before fork, as a user's script would)
 
     start = time.perf_counter()
     with mp.get_context("fork").Pool(CONCURRENCY) as pool:

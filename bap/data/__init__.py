@@ -5,11 +5,19 @@ normalised ``crop`` x ``crop`` float input on whatever device the batch is on. S
 recipe (UniversalRepresentations-style "crop everywhere", paper.md §6) and ``mini`` for the offline domains.
 """
 
-from bap.data.decathlon import DECATHLON_DOMAINS, load_decathlon
-from bap.data.domain import DomainData, DomainSplit
-from bap.data.load import available_domains, load_data
-from bap.data.mini import MINI_DOMAINS, load_mini
-from bap.data.transforms import prepare_batch
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use: `bap.data.load.available_domains` ("which domains are there?") must not import torch.
+_EXPORTS = {
+    "DECATHLON_DOMAINS": "bap.data.decathlon", "load_decathlon": "bap.data.decathlon",
+    "DomainData": "bap.data.domain", "DomainSplit": "bap.data.domain",
+    "available_domains": "bap.data.load", "load_data": "bap.data.load", "MINI_DOMAINS": "bap.data.load",
+    "load_mini": "bap.data.mini",
+    "prepare_batch": "bap.data.transforms",
+}
 
 __all__ = [
     "DECATHLON_DOMAINS",
@@ -22,3 +30,25 @@ __all__ = [
     "load_mini",
     "prepare_batch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bap.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(n for n in globals() if not n.startswith("_"))} - {"annotations", "importlib", "Any",
+                                                                                  "TYPE_CHECKING"})
+
+
+if TYPE_CHECKING:
+    from bap.data.decathlon import DECATHLON_DOMAINS, load_decathlon
+    from bap.data.domain import DomainData, DomainSplit
+    from bap.data.load import MINI_DOMAINS, available_domains, load_data
+    from bap.data.mini import load_mini
+    from bap.data.transforms import prepare_batch

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bap.data.decathlon import decathlon_domains_on_disk, load_decathlon
-from bap.data.domain import DomainData
-from bap.data.mini import MINI_DOMAINS, load_mini
+if TYPE_CHECKING:
+    from bap.data.domain import DomainData
 
 MINI_SPEC = "mini"
+# Here, not in bap.data.mini, so that asking which domains there are (a sweep's validation) does not import torch.
+MINI_DOMAINS: tuple[str, ...] = ("digits", "faces", "textures", "glyphs", "signs")
 
 
 def load_data(
@@ -33,7 +35,11 @@ def load_data(
         ``{domain: DomainData}`` in a stable, canonical domain order.
     """
     if str(spec) == MINI_SPEC:
+        from bap.data.mini import load_mini
+
         return load_mini(domains, seed=seed, cache_dir=cache_dir)
+    from bap.data.decathlon import load_decathlon
+
     return load_decathlon(spec, domains, cache_dir=cache_dir, workers=workers)
 
 
@@ -41,4 +47,6 @@ def available_domains(spec: str) -> list[str]:
     """Domains ``spec`` provides: the fixed mini list, or the Decathlon domains with annotations + images."""
     if str(spec) == MINI_SPEC:
         return list(MINI_DOMAINS)
+    from bap.data.decathlon import decathlon_domains_on_disk
+
     return decathlon_domains_on_disk(spec)

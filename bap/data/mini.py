@@ -37,10 +37,10 @@ import numpy as np
 from bap.data._mini_common import RawDomain, domain_rng
 from bap.data.cache import channel_stats, load_if_valid, save_or_warn, user_cache_dir
 from bap.data.domain import DomainData, DomainSplit, select_domains
+from bap.data.load import MINI_DOMAINS
 from bap.data.mini_render import build_glyphs, build_signs
 from bap.data.mini_sources import build_digits, build_faces, build_textures
 
-MINI_DOMAINS: tuple[str, ...] = ("digits", "faces", "textures", "glyphs", "signs")
 MINI_VERSION = 2  # bump when any builder changes its output (v1: pre-release)
 MINI_BASELINE_PATH = Path(__file__).with_name("mini_baseline.json")
 

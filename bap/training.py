@@ -1,0 +1,409 @@
+"""One budget-aware training run as a function (the loop behind :func:`bap.train.train`, the unit a sweep trial calls).
+
+Joint training (paper.md §2.3(a)): every optimizer step takes one batch from **every** domain (a mixed step, not
+round-robin), sums the per-domain cross-entropies, each domain's budget penalty and the sharing loss over all
+domains' switches. Small domains are cycled (reshuffled each pass) so that an epoch covers the largest domain once.
+
+The budget is a promise: after the last epoch, any domain still over budget has its lowest-valued ON switches turned
+off (cheapest scores first, counting each switch's cost) until its usage is <= budget; the number switched off is
+reported as ``enforced_switches_off``, and everything is evaluated after it. Before every evaluation the BN running
+statistics are re-estimated on training batches under the current switches (momentum averages lag behind switches
+that flip; training itself uses batch statistics, so this changes no training step). Then the model is pruned, the pruned
+network's val predictions are compared with the switched one's (``pruned_agreement``), and ``metrics.json`` plus
+``pruned/`` are written.
+
+After every epoch a checkpoint directory is written and handed to ``report(metrics, checkpoint_dir)``;
+``resume_from`` continues after that epoch and gives the same result as an uninterrupted run (each epoch's data
+order and augmentation come from a generator seeded by (seed, epoch)).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bap import metrics as M
+from bap.config import TrainConfig
+from bap.cost import count_cost, reference_cost, switch_costs
+from bap.data import DomainData, load_data, prepare_batch
+from bap.evaluate import accuracies, predict
+from bap.losses import BudgetConstraint, SharingLoss, usage
+from bap.model import MultiDomainResNet26
+from bap.pretrain import pretrain_backbone
+from bap.prune import prune, save_pruned
+from bap.runtime import (
+    autocast,
+    cycled_order,
+    generator_for,
+    input_layout,
+    resolve_device,
+    seed_everything,
+    to_device_layout,
+)
+from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
+from bap.switches import binarize
+
+Report = Callable[[dict[str, float], Path], None]
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "state.pt"
+PRUNED_DIR = "pruned"
+
+
+def select_datasets(config: TrainConfig, data: Mapping[str, DomainData] | None) -> dict[str, DomainData]:
+    """The run's domains, in a stable order: ``data`` (preloaded, e.g. shared by a sweep) or loaded from disk."""
+    if data is None:
+        return load_data(config.data, config.domains, cache_dir=config.cache_dir)
+    if config.domains is None:
+        return dict(data)
+    unknown = [d for d in config.domains if d not in data]
+    if unknown:
+        raise KeyError(f"unknown domains {unknown}; the data has domains {list(data)}")
+    return {d: data[d] for d in config.domains}
+
+
+def stacked_switches(model: MultiDomainResNet26) -> torch.Tensor:
+    """All domains' binary switches, ``(domains, N)``, with straight-through gradients."""
+    return torch.cat([binarize(conv.scores, conv.threshold) for _, conv in model.switched_convs()], dim=1)
+
+
+@torch.no_grad()
+def enforce_budget(model: MultiDomainResNet26, budgets: torch.Tensor, costs: torch.Tensor) -> dict[str, int]:
+    """Turn off each over-budget domain's lowest-valued ON switches until its usage <= budget.
+
+    Returns the number of switches turned off per domain.
+    """
+    convs = [conv for _, conv in model.switched_convs()]
+    sizes = [conv.in_channels for conv in convs]
+    threshold = convs[0].threshold
+    costs = costs.cpu().double()
+    switched_off = {}
+    for d, domain in enumerate(model.domains):
+        scores = torch.cat([conv.scores[d].detach().cpu() for conv in convs]).double()
+        on = scores > threshold
+        excess = float((costs * on).sum() / costs.sum()) - float(budgets[d])
+        count = 0
+        if excess > 0:
+            order = torch.argsort(torch.where(on, scores, torch.inf))[: int(on.sum())]
+            removed = torch.cumsum(costs[order], 0) / costs.sum()
+            count = int(torch.searchsorted(removed, torch.tensor([excess], dtype=removed.dtype)).item()) + 1
+            count = min(count, len(order))
+            off = torch.zeros_like(on)
+            off[order[:count]] = True
+            for conv, chunk in zip(convs, torch.split(off, sizes), strict=True):
+                chunk = chunk.to(conv.scores.device)
+                conv.scores[d] = torch.where(chunk, torch.full_like(conv.scores[d], threshold - 1e-3),
+                                             conv.scores[d])
+        switched_off[domain] = count
+    return switched_off
+
+
+class _Run:
+    """The state of one run: model, losses, optimizers; built identically for a fresh start and for a resume."""
+
+    def __init__(self, config: TrainConfig, datasets: dict[str, DomainData], device: torch.device) -> None:
+        self.config, self.datasets, self.device = config, datasets, device
+        crops = {d.crop for d in datasets.values()}
+        if len(crops) != 1:
+            raise ValueError(f"every domain must use the same input crop, got {crops}")
+        crop = crops.pop()
+        self.input_size = (3, crop, crop)
+        seed_everything(config.seed)
+        model = MultiDomainResNet26(
+            {name: d.num_classes for name, d in datasets.items()},
+            width=config.width, blocks=config.blocks, switch_init=config.switch_init,
+            threshold=config.switch_threshold, switch_form=config.switch_form,  # type: ignore[arg-type]
+            train_backbone=config.train_backbone,
+        )
+        backbone = config.pretrained
+        if backbone is None and config.pretrain_epochs > 0:
+            backbone = str(pretrain_backbone(
+                datasets, width=config.width, blocks=config.blocks, epochs=config.pretrain_epochs,
+                lr=config.pretrain_lr, batch_size=config.batch_size, seed=config.seed, device=config.device,
+                cache_dir=config.cache_dir,
+            ))
+        if backbone is not None:
+            model.load_backbone(backbone)
+        self.backbone = backbone
+        self.costs = torch.cat(switch_costs(model, config.budget_cost, self.input_size)).to(device)  # type: ignore[arg-type]
+        self.model = to_device_layout(model, device)
+        domains = len(datasets)
+        self.budget = BudgetConstraint([config.budget] * domains, penalty=config.budget_penalty,  # type: ignore[arg-type]
+                                       dual_lr=config.dual_lr, hinge_weight=config.hinge_weight).to(device)
+        self.sharing = SharingLoss(config.sharing, weight=config.sharing_weight,  # type: ignore[arg-type]
+                                   learnable=config.sharing_learnable, union_budget=config.union_budget).to(device)
+        self.switch_optimizer = torch.optim.Adam(
+            [*self.model.switch_parameters(), *self.sharing.parameters()], lr=config.switch_lr
+        )
+        others = [p for n, p in self.model.named_parameters() if p.requires_grad and not n.endswith("scores")]
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                others, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(others, lr=config.lr, weight_decay=config.weight_decay)
+        largest = max(len(d.train.labels) for d in datasets.values())
+        self.steps = max(1, largest // config.batch_size)
+        if config.steps_per_epoch is not None:
+            self.steps = min(self.steps, config.steps_per_epoch)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs * self.steps)
+        self.train_images = {n: d.train.images.to(device) for n, d in datasets.items()}
+        self.train_labels = {n: d.train.labels.to(device) for n, d in datasets.items()}
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch, "config": self.config.to_dict(), "model": self.model.state_dict(),
+            "budget": self.budget.state_dict(), "sharing": self.sharing.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "switch_optimizer": self.switch_optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "history": self.history, "backbone": self.backbone,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.budget.load_state_dict(state["budget"])
+        self.sharing.load_state_dict(state["sharing"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.switch_optimizer.load_state_dict(state["switch_optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.history = list(state["history"])
+        self.start_epoch = int(state["epoch"]) + 1
+
+    # -- one epoch -------------------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+        config, model, device = self.config, self.model, self.device
+        generator = generator_for(config.seed, epoch)
+        batch = config.batch_size
+        orders = {n: cycled_order(len(d.train.labels), self.steps * batch, generator)
+                  for n, d in self.datasets.items()}
+        sums = {name: 0.0 for name in self.datasets}
+        total_loss = sharing_total = 0.0
+        model.train()
+        steps = range(self.steps)
+        if progress:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True)
+        for step in steps:
+            loss = torch.zeros((), device=device)
+            for name, data in self.datasets.items():
+                index = orders[name][step * batch : (step + 1) * batch].to(device)
+                x = input_layout(prepare_batch(self.train_images[name][index], data, train=True,
+                                               generator=generator))
+                with autocast(device, config.amp):
+                    logits = model(x, name)
+                ce = F.cross_entropy(logits.float(), self.train_labels[name][index])
+                sums[name] += float(ce.detach())
+                loss = loss + ce
+            switches = stacked_switches(model)
+            usages = usage(switches, self.costs)
+            for d in range(len(self.datasets)):
+                loss = loss + self.budget.penalty(usages[d], d)
+            sharing = self.sharing(switches, self.costs)
+            loss = loss + sharing
+            self.optimizer.zero_grad(set_to_none=True)
+            self.switch_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.switch_optimizer.step()
+            self.schedule.step()
+            for d, value in enumerate(usages.detach().cpu().tolist()):
+                self.budget.dual_step(value, d)
+            total_loss += float(loss.detach())
+            sharing_total += float(self.sharing.raw(switches.detach(), self.costs))
+        out = {M.domain_metric(M.DOMAIN_TRAIN_LOSS, n): s / self.steps for n, s in sums.items()}
+        out[M.TRAIN_LOSS] = total_loss / self.steps
+        out[M.SHARING_LOSS] = sharing_total / self.steps
+        return out
+
+    @torch.no_grad()
+    def recalibrate_norms(self, epoch: int, images_per_domain: int = 1024) -> None:
+        """Re-estimate every domain's BN running statistics under its current switches (cumulative average)."""
+        model, batch = self.model, self.config.eval_batch_size
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        generator = generator_for(self.config.seed, epoch, 7)
+        for name, data in self.datasets.items():
+            count = min(images_per_domain, len(data.train.labels))
+            order = torch.randperm(len(data.train.labels), generator=generator)[:count].to(self.device)
+            for start in range(0, count, batch):
+                x = input_layout(prepare_batch(self.train_images[name][order[start : start + batch]], data,
+                                               train=True, generator=generator))
+                with autocast(self.device, self.config.amp):
+                    model(x, name)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
+    # -- metrics ---------------------------------------------------------------------------------------------------
+    def evaluate(self, split: str = "val") -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        config, model = self.config, self.model
+        predictions = {n: predict(model, d, split, device=self.device, batch_size=config.eval_batch_size,
+                                  amp=config.amp) for n, d in self.datasets.items()}
+        accs = accuracies(predictions, self.datasets, split)
+        out: dict[str, float] = {M.BUDGET: config.budget, M.MEAN_VAL_ACC: sum(accs.values()) / len(accs)}
+        out[M.SCORE] = self.score(accs)
+        with torch.no_grad():
+            switches = stacked_switches(model)
+            usages = usage(switches, self.costs).cpu().tolist()
+            on = switches.float().mean(dim=1).cpu().tolist()
+        for d, name in enumerate(self.datasets):
+            cost, reference = count_cost(model, name, self.input_size), reference_cost(model, name, self.input_size)
+            out[M.domain_metric(M.VAL_ACC, name)] = accs[name]
+            out[M.domain_metric(M.USAGE, name)] = usages[d]
+            out[M.domain_metric(M.SWITCHES_ON, name)] = on[d]
+            out[M.domain_metric(M.PARAMS, name)] = float(cost.params)
+            out[M.domain_metric(M.MACS, name)] = float(cost.macs)
+            out[M.domain_metric(M.PARAMS_RATIO, name)] = cost.params / reference.params
+            out[M.domain_metric(M.MACS_RATIO, name)] = cost.macs / reference.macs
+            out[M.domain_metric(M.DUAL, name)] = float(self.budget.multipliers[d])
+        union, reference = count_cost(model, None, self.input_size), reference_cost(model, None, self.input_size)
+        out.update({
+            M.UNION_PARAMS: float(union.params), M.UNION_MACS: float(union.macs),
+            M.UNION_PARAMS_RATIO: union.params / reference.params, M.UNION_MACS_RATIO: union.macs / reference.macs,
+            M.SHARING_WEIGHT: self.sharing.weight,
+        })
+        return out, predictions
+
+    def score(self, accs: Mapping[str, float]) -> float:
+        baseline = {n: d.baseline_error for n, d in self.datasets.items() if d.baseline_error is not None}
+        if any(n not in baseline and n not in DECATHLON_BASELINE_ERRORS for n in accs):
+            return math.nan  # a domain without a baseline error: no Decathlon score
+        return decathlon_score(accs, baseline)
+
+
+def _save_checkpoint(run: _Run, out_dir: Path, epoch: int) -> Path:
+    root = out_dir / CHECKPOINT_DIR
+    directory = root / f"epoch_{epoch:04d}"
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(run.state_dict(epoch), directory / CHECKPOINT_FILE)
+    for old in root.glob("epoch_*"):
+        if old != directory and old.name < directory.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest checkpoint directory under ``out_dir``, if any."""
+    found = sorted((Path(out_dir) / CHECKPOINT_DIR).glob(f"epoch_*/{CHECKPOINT_FILE}"))
+    return found[-1].parent if found else None
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    data: Mapping[str, DomainData] | None = None,
+    report: Report | None = None,
+    resume_from: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run one budget-aware training run; returns what it writes to ``out_dir/metrics.json``.
+
+    Args:
+        config: the run's configuration (validated).
+        out_dir: where checkpoints, ``metrics.json`` and the pruned model go.
+        data: preloaded domains (a sweep shares them); loaded from ``config.data`` if None.
+        report: called after every epoch with the flat metrics (names in :mod:`bap.metrics`) and the checkpoint
+            directory; the last call carries the final, budget-enforced and pruned numbers.
+        resume_from: a checkpoint directory from an earlier ``report`` call: continue after its epoch.
+        progress: show a progress bar per epoch.
+    """
+    started = time.perf_counter()
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    run = _Run(config, select_datasets(config, data), device)
+    if resume_from is not None:
+        state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device, weights_only=False)
+        run.load_state_dict(state)
+    result: dict[str, Any] = {}
+    for epoch in range(run.start_epoch, config.epochs):
+        epoch_metrics = run.train_epoch(epoch, progress)
+        last = epoch == config.epochs - 1
+        enforced = enforce_budget(run.model, run.budget.budgets, run.costs) if last else {}
+        run.recalibrate_norms(epoch)  # eval-mode BN statistics for the current switches (training never reads them)
+        evaluation, predictions = run.evaluate("val")
+        epoch_metrics.update(evaluation)
+        epoch_metrics[M.EPOCH] = float(epoch + 1)
+        if last:
+            epoch_metrics[M.ENFORCED_SWITCHES_OFF] = float(sum(enforced.values()))
+            result = _finish(run, out_dir, epoch_metrics, predictions, enforced, started)
+        run.history.append(epoch_metrics)
+        checkpoint = _save_checkpoint(run, out_dir, epoch)
+        if progress:
+            print(_summary_line(epoch_metrics, config.epochs), flush=True)
+        if report is not None:
+            report(dict(epoch_metrics), checkpoint)
+    if not result:  # resumed from the final checkpoint: nothing left to train
+        result = json.loads((out_dir / M.METRICS_FILE).read_text())
+    return result
+
+
+def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapping[str, torch.Tensor],
+            enforced: Mapping[str, int], started: float) -> dict[str, Any]:
+    """Prune, check the pruned network against the switched one (adds ``pruned_agreement`` to ``final``), save."""
+    model = run.model.eval()
+    pruned = prune(model).eval()
+    union = count_cost(model, None, run.input_size)
+    if count_cost(pruned, None, run.input_size) != union or sum(p.numel() for p in pruned.parameters()) != union.params:
+        raise RuntimeError("pruned network's size differs from the counted union cost: a pruning bug")
+    agree = total = 0
+    for name, data in run.datasets.items():
+        pruned_predictions = predict(pruned, data, "val", device=run.device, batch_size=run.config.eval_batch_size,
+                                     amp=run.config.amp)
+        agree += int((pruned_predictions == predictions[name]).sum())
+        total += len(pruned_predictions)
+    agreement = agree / max(total, 1)
+    final[M.PRUNED_AGREEMENT] = agreement
+    save_pruned(pruned, out_dir / PRUNED_DIR)
+    test_predictions = {n: predict(pruned, d, "test", device=run.device, batch_size=run.config.eval_batch_size)
+                        for n, d in run.datasets.items() if len(d.test.labels)}
+    test_accs = accuracies(test_predictions, run.datasets, "test")
+    reference = reference_cost(model, None, run.input_size)
+    domains = {}
+    for name in run.datasets:
+        entry = {key: final[M.domain_metric(key, name)] for key in
+                 (M.VAL_ACC, M.USAGE, M.SWITCHES_ON, M.PARAMS, M.MACS, M.PARAMS_RATIO, M.MACS_RATIO, M.DUAL)}
+        entry[M.PARAMS] = int(entry[M.PARAMS])
+        entry[M.MACS] = int(entry[M.MACS])
+        entry["enforced_switches_off"] = enforced.get(name, 0)
+        if name in test_accs:
+            entry[M.TEST_ACC] = test_accs[name]
+        domains[name] = entry
+    result = {
+        M.BUDGET: run.config.budget,
+        M.MEAN_VAL_ACC: final[M.MEAN_VAL_ACC],
+        M.SCORE: None if math.isnan(final[M.SCORE]) else final[M.SCORE],
+        M.JSON_DOMAINS: domains,
+        M.JSON_UNION: {"params": union.params, "macs": union.macs, "flops": union.flops,
+                       "params_ratio": union.params / reference.params, "macs_ratio": union.macs / reference.macs},
+        M.JSON_REFERENCE: {"params": reference.params, "macs": reference.macs, "flops": reference.flops},
+        M.PRUNED_AGREEMENT: agreement,
+        M.ENFORCED_SWITCHES_OFF: int(sum(enforced.values())),
+        "input_size": list(run.input_size),
+        "backbone": run.backbone,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "history": [*run.history, dict(final)],
+        M.JSON_CONFIG: run.config.to_dict(),
+    }
+    (out_dir / M.METRICS_FILE).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _summary_line(m: Mapping[str, float], epochs: int) -> str:
+    return (f"epoch {int(m[M.EPOCH])}/{epochs}  loss {m[M.TRAIN_LOSS]:.3f}  mean val acc {m[M.MEAN_VAL_ACC]:.3f}  "
+            f"score {m[M.SCORE]:.0f}  union params {m[M.UNION_PARAMS_RATIO]:.3f}x  "
+            f"union MACs {m[M.UNION_MACS_RATIO]:.3f}x")
