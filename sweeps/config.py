@@ -64,6 +64,8 @@ class SweepConfig:
         train: fixed ``TrainConfig`` values (the search space overrides the searched ones).
         space: search space: ``{field: {choice|uniform|loguniform|int: ...}}``, or a plain value to fix a field.
         entrypoint: module providing ``TrainConfig`` and ``train`` (tests and the benchmark swap it).
+        tensorboard: also write TensorBoard event files per trial (Tune's ``TBXLoggerCallback``). Off by default:
+            MLflow has every metric, and tensorboardX makes the driver import torch.
     """
 
     preset: str = "mini"
@@ -96,6 +98,7 @@ class SweepConfig:
     object_store_memory_mb: int | None = 512
     resume: bool = False
     verbose: int = 1
+    tensorboard: bool = False
     tracking_timeout_s: float = 10.0
     entrypoint: str = DEFAULT_ENTRYPOINT
     train: dict[str, Any] = field(default_factory=dict)
@@ -262,6 +265,8 @@ def validate(cfg: SweepConfig) -> SweepConfig:
         raise ConfigError(f"max_failures must be >= 0, got {cfg.max_failures}")
     if cfg.checkpoints_to_keep < 1:
         raise ConfigError(f"checkpoints_to_keep must be >= 1, got {cfg.checkpoints_to_keep}")
+    if not isinstance(cfg.tensorboard, bool):
+        raise ConfigError(f"tensorboard must be true or false, got {cfg.tensorboard!r}")
     if cfg.asha.grace_period < 1 or cfg.asha.reduction_factor <= 1:
         raise ConfigError("asha needs grace_period >= 1 and reduction_factor > 1")
     if cfg.data not in ("mini", "decathlon"):

@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--optuna-storage", help=f"Optuna storage: a journal file path or an RDB URL "
                    f"(default {C.DEFAULT_OPTUNA_STORAGE})")
     g.add_argument("-v", "--verbose", type=int, choices=(0, 1, 2, 3), help="Tune progress output level")
+    g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files per trial "
+                   "(tensorboard --logdir <storage-path>); MLflow has every metric either way")
     return p
 
 
@@ -166,6 +168,7 @@ def config_from_args(argv: list[str] | None) -> tuple[SweepConfig, argparse.Name
         "max_failures": args.max_failures, "tracking_uri": args.tracking_uri, "experiment": args.experiment,
         "storage_path": args.storage_path, "optuna_storage": args.optuna_storage, "verbose": args.verbose,
         "resume": True if args.resume else None,
+        "tensorboard": True if args.tensorboard else None,
     }
     if args.budgets is not None:
         flags["budgets"] = C.parse_float_list(args.budgets, "--budgets")
@@ -376,6 +379,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table, with our columns
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # Tune's per-trial loggers: added below, as configured
     fault_spec = os.environ.get("BAP_SWEEP_INJECT_FAULT")
 
     from sweeps.faults import parse_fault  # torch-free: `bap` (and torch) is imported while Ray starts, below
@@ -476,7 +480,14 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
             fixed_params={k: v for k, v in fixed.items() if v is not None},
             tags={M.TAG_PRESET: cfg.preset},
         )
-        callbacks = [trial_logger]
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+        # result.json / progress.csv per trial, as Tune writes by default (the analysis reads result.json).
+        callbacks = [trial_logger, JsonLoggerCallback(), CSVLoggerCallback()]
+        if cfg.tensorboard:
+            from ray.tune.logger import TBXLoggerCallback
+
+            callbacks.append(TBXLoggerCallback())
         if hasattr(scheduler, "get_state"):
             callbacks.append(SchedulerStateCallback(scheduler))
         run_config = tune.RunConfig(

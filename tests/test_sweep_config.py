@@ -139,3 +139,11 @@ def test_space_entries_replace_and_exponent_floats(tmp_path):
     assert cfg.space["switch_lr"] == {"choice": [0.01, 1e-6]}  # replaced, not merged with the preset's range
     assert cfg.train["lr"] == 1e-3
     assert C.parse_scalar("1e-6") == 1e-6 and C.parse_scalar("true") is True and C.parse_scalar("adamw") == "adamw"
+
+
+def test_tensorboard_is_opt_in():
+    assert C.resolve("smoke").tensorboard is False
+    cfg, _ = config_from_args(["--preset", "smoke", "--tensorboard"])
+    assert cfg.tensorboard is True
+    with pytest.raises(ConfigError, match="tensorboard must be true or false, got 'maybe'"):
+        C.resolve("smoke", overrides={"tensorboard": "maybe"})

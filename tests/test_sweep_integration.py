@@ -92,6 +92,11 @@ def test_smoke_sweep_records_everything(smoke_sweep):
             assert metrics[M.EPOCH] < 3 and child.data.tags.get("bap.stopped_early") == "true"
     # Tune's side and the summary the user sees.
     assert (run.experiment_dir / "sweep.yaml").is_file()
+    trial_dirs = sorted(run.experiment_dir.glob("trial_*"))
+    assert len(trial_dirs) == 4
+    for trial_dir in trial_dirs:  # Tune's per-trial logs, without TensorBoard files unless --tensorboard
+        assert (trial_dir / "result.json").is_file() and (trial_dir / "progress.csv").is_file()
+        assert not list(trial_dir.glob("events.out.tfevents*"))
     assert "Best trial per budget" in run.output and "mlflow ui --backend-store-uri" in run.output
     assert "val acc" in run.output  # the progress table carries our metric columns
 
