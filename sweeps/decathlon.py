@@ -37,14 +37,15 @@ only on a private machine set ``RAY_AUTH_MODE=disabled`` for both ``ray start`` 
 relative paths point into the job's temporary copy: give absolute/shared ``--storage-path``, ``--optuna-storage`` and
 a tracking server. A driver started directly with ``--address`` (not through ``ray job submit``) ships ``bap``,
 ``sweeps`` and the entry point's package to the workers itself (``py_modules``). Running many sweeps on one machine,
-``ray start --head`` once and ``--address auto`` saves each sweep Ray's start and stop (about 1.7 s on 2 cores:
-most of Ray's start overlaps the driver's own set-up).
+``ray start --head`` once and ``--address auto`` saves each sweep Ray's start and stop (most of Ray's start
+overlaps the driver's own set-up, so less than it looks: about 1.7 s on 2 cores, ``bench/RESULTS.md``).
 
 Start-up, local Ray: the data is prepared on a driver thread while Ray starts (on a cluster, or when preparing needs a
 GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and no idle Ray workers are prestarted
-(Tune's trial actors could not use them). The heaviest remaining costs are Ray's own processes, the MLflow database
-schema on first use, and each trial worker importing torch and Ray Tune (about 3 s of CPU, once per worker: actors
-are reused across trials).
+(Tune's trial actors could not use them); validation does not import torch, and Tune's TensorBoard logger (which
+imports torch through tensorboardX) runs only with ``--tensorboard``. The heaviest remaining costs are Ray's own
+processes, the MLflow database schema on first use, and each trial worker importing torch and Ray Tune (about
+2.5 s of CPU, once per worker: actors are reused across trials).
 """
 
 from __future__ import annotations
