@@ -8,8 +8,10 @@ Entry point: ``python sweeps/decathlon.py --help``. One concept per module:
 * ``search`` -- pinned samplers, journal/RDB storage, restore-safe ``OptunaSearch``, one study per budget;
 * ``scheduler`` -- budget-fair ASHA (a trial only competes with trials that cost no more);
 * ``trainable`` -- the Tune function trainable around ``bap.train.train`` (checkpoints, resume, shared data);
-* ``prepare`` -- data loading and backbone pretraining, once per sweep;
-* ``tracking`` -- MLflow: parent run, one child run per trial, reachability check;
+* ``prepare`` -- data loading and backbone pretraining, once per sweep (on a driver thread while a local Ray
+  starts, else as a Ray task);
+* ``tracking`` -- MLflow: parent run, one child run per trial;
+* ``reachability`` -- "can the sweep log to this tracking store?", answered before anything starts;
 * ``resume`` -- finding and reconciling an interrupted sweep;
 * ``summary`` -- best trial per budget and the Pareto set.
 
