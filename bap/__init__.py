@@ -7,10 +7,11 @@ The names below (and the submodules, as attributes) load on first use (PEP 562),
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from bap._lazy import lazy_exports
 
 _EXPORTS = {
     "Cost": "bap.cost", "count_cost": "bap.cost", "count_layer_costs": "bap.cost", "reference_cost": "bap.cost",
@@ -45,21 +46,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(module), name)
-    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule, e.g. bap.model
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module 'bap' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    loaded = [n for n, v in globals().items() if isinstance(v, types.ModuleType) and v.__name__.startswith("bap.")]
-    return sorted({*__all__, *loaded})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _Package(types.ModuleType):

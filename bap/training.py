@@ -23,7 +23,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ from bap.runtime import (
 )
 from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
 from bap.switches import binarize
+from bap.train import Report
 
-Report = Callable[[dict[str, float], Path], None]
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
 PRUNED_DIR = "pruned"
@@ -309,17 +309,7 @@ def train(
     resume_from: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run one budget-aware training run; returns what it writes to ``out_dir/metrics.json``.
-
-    Args:
-        config: the run's configuration (validated).
-        out_dir: where checkpoints, ``metrics.json`` and the pruned model go.
-        data: preloaded domains (a sweep shares them); loaded from ``config.data`` if None.
-        report: called after every epoch with the flat metrics (names in :mod:`bap.metrics`) and the checkpoint
-            directory; the last call carries the final, budget-enforced and pruned numbers.
-        resume_from: a checkpoint directory from an earlier ``report`` call: continue after its epoch.
-        progress: show a progress bar per epoch.
-    """
+    """The run behind :func:`bap.train.train`, which documents the arguments."""
     started = time.perf_counter()
     config.validate()
     out_dir = Path(out_dir)

@@ -564,9 +564,9 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
         raise
     finally:
         if started_ray:  # an error on the way: stop the local Ray we started (the normal path already did)
-            ray_module = sys.modules.get("ray")
-            if ray_module is not None and ray_module.is_initialized():
-                ray_module.shutdown()
+            import ray
+
+            ray.shutdown()
 
 
 def _end_parent_run(setup: dict[str, Any], setup_thread: threading.Thread, status: str) -> None:

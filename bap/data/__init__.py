@@ -7,8 +7,9 @@ recipe (UniversalRepresentations-style "crop everywhere", paper.md §6) and ``mi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bap._lazy import lazy_exports
 
 # Loaded on first use: `bap.data.load.available_domains` ("which domains are there?") must not import torch.
 _EXPORTS = {
@@ -32,19 +33,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bap.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*__all__, *(n for n in globals() if not n.startswith("_"))} - {"annotations", "importlib", "Any",
-                                                                                  "TYPE_CHECKING"})
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from bap.data.decathlon import DECATHLON_DOMAINS, load_decathlon
