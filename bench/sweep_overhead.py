@@ -105,7 +105,8 @@ def train(config: TrainConfig, out_dir: str | Path, *, data: Any = None, report:
         cpu = proc.cpu_times()
         with open(log, "a") as f:
             f.write(json.dumps({"pid": os.getpid(), "boot_s": time.time() - proc.create_time(),
-                                "boot_cpu_s": cpu.user + cpu.system, "modules": len(sys.modules)}) + "\n")
+                                "boot_cpu_s": cpu.user + cpu.system, "modules": len(sys.modules),
+                                "torch_preloaded": "torch" in sys.modules}) + "\n")
     for epoch in range(start, EPOCHS):
         t0 = time.time()
         work(int(v["iters_per_epoch"]))
@@ -193,6 +194,7 @@ def stack_numbers(root: Path, started: float, whole: float) -> dict[str, Any]:
         "mlflow": summary["mlflow"]["stats"],
         "worker_pids": len({e["pid"] for e in epochs}),
         "worker_boot": [e for e in events if "boot_s" in e],
+        "warm_workers": summary.get("warm_workers", False),
         "report_wait_ms_mean": 1000 * sum(reports) / max(len(reports), 1),
         "report_wait_ms_max": 1000 * max(reports or [0]),
         "work_s": sum(e["end"] - e["start"] for e in epochs),
@@ -267,7 +269,8 @@ def explain(r: dict[str, Any]) -> str:
         f"{s['sweep_s'] - s['work_s'] / CONCURRENCY:5.1f} s  "
         f"(first epoch {s['first_epoch_after_fit_s']:.1f} s after fit started; "
         f"{s['worker_pids']} worker processes, reused across trials)",
-        "    trial workers from process start to their first train(): "
+        ("    trial workers (prestarted with torch and Ray Tune imported) from process start to their first "
+         "train(): " if s["warm_workers"] else "    trial workers from process start to their first train(): ")
         + ", ".join(f"{b['boot_s']:.1f} s ({b['boot_cpu_s']:.1f} s CPU, {b['modules']} modules)"
                     for b in s["worker_boot"]),
         f"    driver CPU: {t['before_fit_driver_cpu_s']:.1f} s until fit, {t['fit_driver_cpu_s']:.1f} s during fit "

@@ -41,16 +41,18 @@ a tracking server. A driver started directly with ``--address`` (not through ``r
 overlaps the driver's own set-up, so less than it looks: about 1.7 s on 2 cores, ``bench/RESULTS.md``).
 
 Start-up, local Ray: the data is prepared on a driver thread while Ray starts (on a cluster, or when preparing needs a
-GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and no idle Ray workers are prestarted
-(Tune's trial actors could not use them); validation does not import torch, and Tune's TensorBoard logger (which
-imports torch through tensorboardX) runs only with ``--tensorboard``. The heaviest remaining costs are Ray's own
-processes, the MLflow database schema on first use, and each trial worker importing torch and Ray Tune (about
-2.5 s of CPU, once per worker: actors are reused across trials).
+GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and Ray starts the trial workers as soon
+as the driver connects, importing torch and Ray Tune into them while the driver finishes its set-up; the trial
+actors then take those workers and keep them for the whole sweep (:mod:`sweeps.workers`; trial workers also run at
+the driver's priority rather than Ray's niceness 15). Validation does not import torch, and Tune's TensorBoard
+logger (which imports torch through tensorboardX) runs only with ``--tensorboard``. The heaviest remaining costs
+are Ray's own processes and the MLflow database schema on first use.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -64,6 +66,7 @@ if __package__ in (None, ""):  # `python sweeps/decathlon.py` from a checkout: m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweeps import config as C  # noqa: E402
+from sweeps import workers  # noqa: E402
 from sweeps.config import ConfigError, SweepConfig  # noqa: E402
 from sweeps.prepare import Preparation, PreparationError  # noqa: E402
 
@@ -293,8 +296,9 @@ def cluster_runtime_env(entrypoint: str, environ: Mapping[str, str]) -> dict[str
     return {"py_modules": [str(f) for f in folders]}
 
 
-def _init_ray(cfg: SweepConfig) -> bool:
-    """Connect to a cluster (``--address``/``$RAY_ADDRESS``) or start a small local Ray; True if we started it."""
+def _init_ray(cfg: SweepConfig, warm: bool = False) -> bool:
+    """Connect to a cluster (``--address``/``$RAY_ADDRESS``) or start a small local Ray (``warm``: with trial workers
+    prestarted, see :mod:`sweeps.workers`); True if we started it."""
     import ray
 
     if not _starts_local_ray(cfg):
@@ -312,9 +316,7 @@ def _init_ray(cfg: SweepConfig) -> bool:
         kwargs["num_gpus"] = cfg.num_gpus
     if cfg.object_store_memory_mb:
         kwargs["object_store_memory"] = int(cfg.object_store_memory_mb) * 1024 * 1024
-    # Tune gives every trial actor a runtime_env of its own, so Ray's prestarted default workers never serve a trial
-    # (and the data is prepared on the driver): they would only take CPU from the start-up, then be killed as idle.
-    kwargs["_system_config"] = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+    kwargs["_system_config"] = workers.local_ray_settings(warm, cfg.num_cpus or workers.available_cpus())
     # address="local": a new Ray of our own even when a `ray start` cluster runs on this machine (a bare ray.init()
     # would attach to it, and reject the settings above).
     ray.init(address="local", **kwargs)
@@ -429,11 +431,16 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
     keep_data = cfg.data_sharing == "object_store"
     prep_gpus = 0 if cfg.gpus_per_trial == 0 else min(1.0, cfg.gpus_per_trial)
     preparation = Preparation(cfg.entrypoint, fixed, list(parse_space(cfg.space)[0]), keep_data)
-    if _starts_local_ray(cfg) and prep_gpus == 0:
+    local_ray = _starts_local_ray(cfg)
+    if local_ray and prep_gpus == 0:
         preparation.start_here()  # overlaps ray.init
     started_ray = False
+    scope = contextlib.ExitStack()  # the warm-worker settings, undone when the sweep ends
     try:
-        started_ray = _init_ray(cfg)
+        warm = local_ray and workers.worth_warming(cfg.num_cpus, cfg.max_concurrent, cfg.cpus_per_trial)
+        if warm:
+            scope.enter_context(workers.worker_environment())
+        started_ray = _init_ray(cfg, warm)
         timings["ray_init_s"] = time.perf_counter() - t0
         import ray
 
@@ -528,6 +535,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
         fit_cpu = time.process_time()
         timings["before_fit_s"] = fit_start - t0
         timings["before_fit_driver_cpu_s"] = fit_cpu  # the driver process since it started, validation included
+        warm_actors = bool(warm and scope.enter_context(workers.trial_actors_inherit()))
         try:
             results = tuner.fit()
         except KeyboardInterrupt:
@@ -550,6 +558,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
         if interrupted:
             status = "KILLED"
         summary["timings"] = timings
+        summary["warm_workers"] = warm_actors  # trial actors placed on workers prestarted with torch imported
         summary["interrupted"] = interrupted
         timings["summary_ready_s"] = time.perf_counter() - t0
         _log_summary(parent, summary)
@@ -567,6 +576,7 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
             import ray
 
             ray.shutdown()
+        scope.close()
 
 
 def _end_parent_run(setup: dict[str, Any], setup_thread: threading.Thread, status: str) -> None:

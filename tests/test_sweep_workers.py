@@ -1,0 +1,194 @@
+"""Trial workers prestarted by the local Ray, torch already imported (:mod:`sweeps.workers`): when the sweep uses
+them, its trial actors land on them; otherwise trials start their own workers, as before."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeps import workers
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRY = "tests.test_sweep_workers"  # this module is the training entry point of the sweeps below
+TORCH_BEFORE_ENTRY = "torch" in sys.modules  # in a trial worker: imported before run_trial imported this module
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# A minimal training entry point that records the worker it ran in
+# ------------------------------------------------------------------------------------------------------------------
+class TrainConfig:
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        self.values = dict(values or {})
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        return cls(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def available_domains(spec: str | None) -> list[str]:
+    return ["synthetic"]
+
+
+def prepare(train: dict[str, Any], keep_data: bool) -> dict[str, Any]:
+    return {"data": None, "domains": ["synthetic"], "pretrained": None, "backbone_bytes": None}
+
+
+def train(config: TrainConfig, out_dir: str | Path, *, data: Any = None, report: Any = None,
+          resume_from: Any = None) -> dict:
+    import psutil
+    import ray
+
+    with open(config.values["log"], "a") as f:
+        f.write(json.dumps({"pid": os.getpid(), "created": psutil.Process().create_time(),
+                            "torch_before_entry": TORCH_BEFORE_ENTRY,
+                            "runtime_env": dict(ray.get_runtime_context().runtime_env),
+                            "pl_disable_fork": os.environ.get("PL_DISABLE_FORK"), "niceness": os.nice(0)}) + "\n")
+    budget = float(config.values.get("budget", 0.5))
+    metrics = {"epoch": 1.0, "budget": budget, "mean_val_acc": 0.5, "score": 0.0, "union_macs_ratio": budget,
+               "union_params_ratio": budget, "union_macs": 1.0, "union_params": 1.0, "pruned_agreement": 1.0}
+    ckpt = Path(out_dir) / "checkpoints" / "epoch_0001"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (ckpt / "epoch.txt").write_text("1")
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics))
+    if report is not None:
+        report(metrics, ckpt)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------------------------
+def test_worth_warming_when_most_prestarted_workers_run_trials():
+    assert workers.worth_warming(2, max_concurrent=2, cpus_per_trial=1)
+    assert workers.worth_warming(4, max_concurrent=2, cpus_per_trial=1)  # half of them
+    assert not workers.worth_warming(8, max_concurrent=2, cpus_per_trial=1)
+    assert workers.worth_warming(16, max_concurrent=8, cpus_per_trial=2)  # 8 trials on 16 CPUs
+    assert not workers.worth_warming(16, max_concurrent=8, cpus_per_trial=4)  # only 4 fit at once
+    assert not workers.worth_warming(3, max_concurrent=1, cpus_per_trial=1)
+
+
+def test_local_ray_settings_prestart_warm_workers_only_when_asked():
+    warm, cold = workers.local_ray_settings(True, 4), workers.local_ray_settings(False, 4)
+    assert warm["prestart_worker_first_driver"] is True and "torch" in warm["preload_python_modules"]
+    assert warm["num_workers_soft_limit"] == 4  # kept while Tune's placement groups reserve every CPU
+    assert cold["prestart_worker_first_driver"] is False and "preload_python_modules" not in cold
+    assert warm["worker_niceness"] == cold["worker_niceness"] == 0  # trials at the driver's priority
+
+
+def test_worker_environment_sets_and_restores_tunes_actor_variables(monkeypatch):
+    monkeypatch.delenv("PL_DISABLE_FORK", raising=False)
+    with workers.worker_environment():
+        assert os.environ["PL_DISABLE_FORK"] == "1"
+    assert "PL_DISABLE_FORK" not in os.environ
+    monkeypatch.setenv("PL_DISABLE_FORK", "0")
+    with workers.worker_environment():
+        assert os.environ["PL_DISABLE_FORK"] == "1"
+    assert os.environ["PL_DISABLE_FORK"] == "0"
+
+
+def test_trial_actors_inherit_only_inside_the_block():
+    from ray.tune.execution import class_cache
+
+    defaults, propagated = class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE
+    assert defaults == workers.TUNE_ACTOR_ENV  # the Ray this project pins still sets what sweeps.workers expects
+    with workers.worker_environment(), workers.trial_actors_inherit() as inherited:
+        assert inherited
+        assert not _actor_env_vars(class_cache)
+    assert class_cache.DEFAULT_ENV_VARS is defaults and class_cache.ENV_VARS_TO_PROPAGATE is propagated
+    assert _actor_env_vars(class_cache) == workers.TUNE_ACTOR_ENV
+
+
+def _actor_env_vars(class_cache: Any) -> dict[str, str]:
+    """The environment variables Tune would give a trial actor now (a fresh cache registers the class anew)."""
+    return (class_cache._ActorClassCache().get(TrainConfig)._default_options.get("runtime_env") or {}).get(
+        "env_vars") or {}
+
+
+def test_trial_actors_keep_tunes_environment_when_it_is_not_inherited(monkeypatch):
+    from ray.tune.execution import class_cache
+
+    monkeypatch.setenv("PL_DISABLE_FORK", "0")  # not the value Tune would set: leave Tune's per-actor env alone
+    with workers.trial_actors_inherit() as inherited:
+        assert not inherited
+        assert class_cache.DEFAULT_ENV_VARS == workers.TUNE_ACTOR_ENV
+    monkeypatch.setattr(class_cache, "DEFAULT_ENV_VARS", {"PL_DISABLE_FORK": "1", "NEW_TUNE_VARIABLE": "x"})
+    with workers.worker_environment(), workers.trial_actors_inherit() as inherited:
+        assert not inherited
+
+
+def test_prestarted_workers_outlive_placement_groups_that_reserve_every_cpu():
+    """By default Ray keeps only as many idle workers as there are unreserved CPUs: once Tune's placement groups
+    reserve them all it kills the prestarted workers (if idle for over a second, on its next check) and starts new
+    ones for the trial actors. A sweep's trials often start seconds after Ray, so the settings must keep them."""
+    import ray
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    @ray.remote(num_cpus=1)
+    class Trial:
+        def created(self) -> float:
+            import psutil
+
+            return psutil.Process().create_time()
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _system_config=workers.local_ray_settings(True, 2))
+    try:
+        ray_up = time.time()
+        time.sleep(3)  # the workers register, import torch, and idle
+        groups = [placement_group([{"CPU": 1}]) for _ in range(2)]
+        ray.get([g.ready() for g in groups])
+        time.sleep(0.5)  # Ray's idle-worker check runs every 200 ms
+        trials = [Trial.options(scheduling_strategy=PlacementGroupSchedulingStrategy(g)).remote() for g in groups]
+        created = ray.get([t.created.remote() for t in trials])
+    finally:
+        ray.shutdown()
+    assert max(created) < ray_up, "the trial actors got new workers: the prestarted ones were killed"
+
+
+@pytest.mark.parametrize(("num_cpus", "max_concurrent", "warm"), [(2, 2, True), (3, 1, False)])
+def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, num_cpus, max_concurrent, warm):
+    """The real driver as a subprocess (local Ray, MLflow on SQLite, Optuna journal). Warm: every trial ran in a
+    worker that Ray started during ``ray.init`` (before the sweep asked for it), torch already imported, with the
+    default runtime environment and Tune's variable inherited. Cold: each worker was started for the sweep."""
+    log = tmp_path / "workers.jsonl"
+    config = tmp_path / "workers.yaml"
+    config.write_text(json.dumps({
+        "entrypoint": ENTRY, "budgets": [0.25, 0.5], "num_samples": 2, "num_cpus": num_cpus,
+        "max_concurrent": max_concurrent, "asha": {"enabled": False}, "verbose": 0,
+        "train": {"epochs": 1, "log": str(log)},
+    }))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env.pop("PL_DISABLE_FORK", None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "sweeps" / "decathlon.py"), "--preset", "smoke", "--config", str(config),
+         "--name", "workers", "--tracking-uri", f"sqlite:///{tmp_path}/mlruns.db",
+         "--storage-path", str(tmp_path / "ray_results"), "--optuna-storage", str(tmp_path / "journal.log")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(next(tmp_path.glob("mlruns/**/summary.json")).read_text())
+    assert summary["counts"] == {"FINISHED": 4}
+    assert summary["warm_workers"] is warm
+    ray_up = summary["timings"]["started_at"] + summary["timings"]["ray_init_s"]
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(runs) == 4
+    assert len({r["pid"] for r in runs}) <= max_concurrent  # actors are reused across trials
+    for r in runs:
+        assert r["pl_disable_fork"] == "1"  # Tune's variable reaches the trial either way
+        assert r["niceness"] == 0  # as a Pool's worker (Ray's default would be 15)
+        if warm:
+            assert r["created"] < ray_up, "the trial's worker was not one Ray prestarted"
+            assert r["torch_before_entry"]
+            assert r["runtime_env"] == {}
+        else:
+            assert r["created"] > ray_up
+            assert r["runtime_env"] == {"env_vars": {"PL_DISABLE_FORK": "1"}}
