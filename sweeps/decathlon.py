@@ -41,10 +41,10 @@ a tracking server. A driver started directly with ``--address`` (not through ``r
 overlaps the driver's own set-up, so less than it looks: about 1.7 s on 2 cores, ``bench/RESULTS.md``).
 
 Start-up, local Ray: the data is prepared on a driver thread while Ray starts (on a cluster, or when preparing needs a
-GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and Ray starts the trial workers as soon
-as the driver connects, importing torch and Ray Tune into them while the driver finishes its set-up; the trial
-actors then take those workers and keep them for the whole sweep (:mod:`sweeps.workers`; trial workers also run at
-the driver's priority rather than Ray's niceness 15). Validation does not import torch, and Tune's TensorBoard
+GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and -- when at least half the CPUs run
+trials at once -- Ray starts the trial workers as soon as the driver connects, importing torch and Ray Tune into
+them while the driver finishes its set-up; the trial actors then take those workers and keep them for the whole
+sweep (:mod:`sweeps.workers`; trial workers also run at the driver's priority rather than Ray's niceness 15). Validation does not import torch, and Tune's TensorBoard
 logger (which imports torch through tensorboardX) runs only with ``--tensorboard``. The heaviest remaining costs
 are Ray's own processes and the MLflow database schema on first use.
 """
@@ -316,7 +316,7 @@ def _init_ray(cfg: SweepConfig, warm: bool = False) -> bool:
         kwargs["num_gpus"] = cfg.num_gpus
     if cfg.object_store_memory_mb:
         kwargs["object_store_memory"] = int(cfg.object_store_memory_mb) * 1024 * 1024
-    kwargs["_system_config"] = workers.local_ray_settings(warm, cfg.num_cpus or workers.available_cpus())
+    kwargs["_system_config"] = workers.local_ray_settings(warm, workers.ray_cpus(cfg.num_cpus))
     # address="local": a new Ray of our own even when a `ray start` cluster runs on this machine (a bare ray.init()
     # would attach to it, and reject the settings above).
     ray.init(address="local", **kwargs)
@@ -374,6 +374,14 @@ def _epochs(cfg: SweepConfig) -> int:
 
 def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, Any]:
     """Launch (or resume) the sweep and block until it ends. Returns the summary dict."""
+    warm = _starts_local_ray(cfg) and workers.worth_warming(
+        workers.ray_cpus(cfg.num_cpus), cfg.max_concurrent, cfg.cpus_per_trial, cfg.gpus_per_trial, cfg.num_gpus)
+    with workers.worker_environment() if warm else contextlib.nullcontext() as worker_env:
+        return _run_sweep(cfg, sweep, domains, worker_env)
+
+
+def _run_sweep(cfg: SweepConfig, sweep: str, domains: list[str], worker_env: dict[str, str] | None) -> dict[str, Any]:
+    """:func:`run_sweep`; ``worker_env``: the environment a local Ray with warm trial workers starts with."""
     import yaml
 
     timings: dict[str, float] = {"started_at": time.time()}  # the rest: seconds since then
@@ -435,12 +443,8 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
     if local_ray and prep_gpus == 0:
         preparation.start_here()  # overlaps ray.init
     started_ray = False
-    scope = contextlib.ExitStack()  # the warm-worker settings, undone when the sweep ends
     try:
-        warm = local_ray and workers.worth_warming(cfg.num_cpus, cfg.max_concurrent, cfg.cpus_per_trial)
-        if warm:
-            scope.enter_context(workers.worker_environment())
-        started_ray = _init_ray(cfg, warm)
+        started_ray = _init_ray(cfg, warm=worker_env is not None)
         timings["ray_init_s"] = time.perf_counter() - t0
         import ray
 
@@ -535,9 +539,10 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
         fit_cpu = time.process_time()
         timings["before_fit_s"] = fit_start - t0
         timings["before_fit_driver_cpu_s"] = fit_cpu  # the driver process since it started, validation included
-        warm_actors = bool(warm and scope.enter_context(workers.trial_actors_inherit()))
         try:
-            results = tuner.fit()
+            with (workers.trial_actors_inherit(worker_env) if worker_env is not None
+                  else contextlib.nullcontext(False)) as warm_actors:
+                results = tuner.fit()
         except KeyboardInterrupt:
             interrupted, status, results = True, "KILLED", None
         except BaseException:
@@ -576,7 +581,6 @@ def run_sweep(cfg: SweepConfig, *, sweep: str, domains: list[str]) -> dict[str, 
             import ray
 
             ray.shutdown()
-        scope.close()
 
 
 def _end_parent_run(setup: dict[str, Any], setup_thread: threading.Thread, status: str) -> None:

@@ -73,6 +73,19 @@ def test_worth_warming_when_most_prestarted_workers_run_trials():
     assert workers.worth_warming(16, max_concurrent=8, cpus_per_trial=2)  # 8 trials on 16 CPUs
     assert not workers.worth_warming(16, max_concurrent=8, cpus_per_trial=4)  # only 4 fit at once
     assert not workers.worth_warming(3, max_concurrent=1, cpus_per_trial=1)
+    assert workers.worth_warming(3, max_concurrent=10, cpus_per_trial=0.3)  # 10 fit (float floor would say 9)
+    assert not workers.worth_warming(2, max_concurrent=2, cpus_per_trial=4)  # no trial fits at all
+    # GPU trials: as many at once as the GPUs hold; unknown GPUs (Ray detects them later): no warming
+    assert not workers.worth_warming(8, max_concurrent=8, cpus_per_trial=1, gpus_per_trial=0.5, num_gpus=1)
+    assert workers.worth_warming(8, max_concurrent=8, cpus_per_trial=1, gpus_per_trial=0.25, num_gpus=1)
+    assert not workers.worth_warming(2, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0.5)
+
+
+def test_ray_cpus_is_the_given_count_or_rays_own():
+    from ray._private.utils import get_num_cpus
+
+    assert workers.ray_cpus(3) == 3
+    assert workers.ray_cpus(None) == int(get_num_cpus())
 
 
 def test_local_ray_settings_prestart_warm_workers_only_when_asked():
@@ -85,12 +98,13 @@ def test_local_ray_settings_prestart_warm_workers_only_when_asked():
 
 def test_worker_environment_sets_and_restores_tunes_actor_variables(monkeypatch):
     monkeypatch.delenv("PL_DISABLE_FORK", raising=False)
-    with workers.worker_environment():
-        assert os.environ["PL_DISABLE_FORK"] == "1"
+    with workers.worker_environment() as env:
+        assert os.environ["PL_DISABLE_FORK"] == env["PL_DISABLE_FORK"] == "1"
     assert "PL_DISABLE_FORK" not in os.environ
     monkeypatch.setenv("PL_DISABLE_FORK", "0")
-    with workers.worker_environment():
+    with pytest.raises(RuntimeError), workers.worker_environment():
         assert os.environ["PL_DISABLE_FORK"] == "1"
+        raise RuntimeError("the sweep failed")
     assert os.environ["PL_DISABLE_FORK"] == "0"
 
 
@@ -99,11 +113,14 @@ def test_trial_actors_inherit_only_inside_the_block():
 
     defaults, propagated = class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE
     assert defaults == workers.TUNE_ACTOR_ENV  # the Ray this project pins still sets what sweeps.workers expects
-    with workers.worker_environment(), workers.trial_actors_inherit() as inherited:
+    with workers.worker_environment() as env, workers.trial_actors_inherit(env) as inherited:
         assert inherited
         assert not _actor_env_vars(class_cache)
     assert class_cache.DEFAULT_ENV_VARS is defaults and class_cache.ENV_VARS_TO_PROPAGATE is propagated
     assert _actor_env_vars(class_cache) == workers.TUNE_ACTOR_ENV
+    with pytest.raises(RuntimeError), workers.worker_environment() as env, workers.trial_actors_inherit(env):
+        raise RuntimeError("fit failed")
+    assert class_cache.DEFAULT_ENV_VARS is defaults and class_cache.ENV_VARS_TO_PROPAGATE is propagated
 
 
 def _actor_env_vars(class_cache: Any) -> dict[str, str]:
@@ -112,15 +129,19 @@ def _actor_env_vars(class_cache: Any) -> dict[str, str]:
         "env_vars") or {}
 
 
-def test_trial_actors_keep_tunes_environment_when_it_is_not_inherited(monkeypatch):
+def test_trial_actors_keep_tunes_environment_unless_the_workers_have_it(monkeypatch):
     from ray.tune.execution import class_cache
 
-    monkeypatch.setenv("PL_DISABLE_FORK", "0")  # not the value Tune would set: leave Tune's per-actor env alone
-    with workers.trial_actors_inherit() as inherited:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    with workers.worker_environment() as env:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "refreshed")  # Tune would propagate it; the workers lack it
+        with workers.trial_actors_inherit(env) as inherited:
+            assert not inherited
+            assert class_cache.DEFAULT_ENV_VARS == workers.TUNE_ACTOR_ENV
+    with workers.trial_actors_inherit({"PL_DISABLE_FORK": "0"}) as inherited:  # not the value Tune sets
         assert not inherited
-        assert class_cache.DEFAULT_ENV_VARS == workers.TUNE_ACTOR_ENV
     monkeypatch.setattr(class_cache, "DEFAULT_ENV_VARS", {"PL_DISABLE_FORK": "1", "NEW_TUNE_VARIABLE": "x"})
-    with workers.worker_environment(), workers.trial_actors_inherit() as inherited:
+    with workers.worker_environment() as env, workers.trial_actors_inherit(env) as inherited:
         assert not inherited
 
 
@@ -128,36 +149,36 @@ def test_prestarted_workers_outlive_placement_groups_that_reserve_every_cpu():
     """By default Ray keeps only as many idle workers as there are unreserved CPUs: once Tune's placement groups
     reserve them all it kills the prestarted workers (if idle for over a second, on its next check) and starts new
     ones for the trial actors. A sweep's trials often start seconds after Ray, so the settings must keep them."""
+    import psutil
     import ray
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     @ray.remote(num_cpus=1)
     class Trial:
-        def created(self) -> float:
-            import psutil
-
-            return psutil.Process().create_time()
+        def pid(self) -> int:
+            return os.getpid()
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              _system_config=workers.local_ray_settings(True, 2))
     try:
-        ray_up = time.time()
         time.sleep(3)  # the workers register, import torch, and idle
+        prestarted = {p.pid for p in psutil.Process().children(recursive=True) if p.name().startswith("ray::IDLE")}
+        assert len(prestarted) == 2
         groups = [placement_group([{"CPU": 1}]) for _ in range(2)]
         ray.get([g.ready() for g in groups])
         time.sleep(0.5)  # Ray's idle-worker check runs every 200 ms
         trials = [Trial.options(scheduling_strategy=PlacementGroupSchedulingStrategy(g)).remote() for g in groups]
-        created = ray.get([t.created.remote() for t in trials])
+        pids = set(ray.get([t.pid.remote() for t in trials]))
     finally:
         ray.shutdown()
-    assert max(created) < ray_up, "the trial actors got new workers: the prestarted ones were killed"
+    assert pids == prestarted, "the trial actors got new workers: the prestarted ones were killed"
 
 
 @pytest.mark.parametrize(("num_cpus", "max_concurrent", "warm"), [(2, 2, True), (3, 1, False)])
 def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, num_cpus, max_concurrent, warm):
     """The real driver as a subprocess (local Ray, MLflow on SQLite, Optuna journal). Warm: every trial ran in a
-    worker that Ray started during ``ray.init`` (before the sweep asked for it), torch already imported, with the
+    worker that Ray started before the sweep's ``Tuner.fit`` asked for it, torch already imported, with the
     default runtime environment and Tune's variable inherited. Cold: each worker was started for the sweep."""
     log = tmp_path / "workers.jsonl"
     config = tmp_path / "workers.yaml"
@@ -178,7 +199,7 @@ def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, num
     summary = json.loads(next(tmp_path.glob("mlruns/**/summary.json")).read_text())
     assert summary["counts"] == {"FINISHED": 4}
     assert summary["warm_workers"] is warm
-    ray_up = summary["timings"]["started_at"] + summary["timings"]["ray_init_s"]
+    fit_start = summary["timings"]["started_at"] + summary["timings"]["before_fit_s"]
     runs = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(runs) == 4
     assert len({r["pid"] for r in runs}) <= max_concurrent  # actors are reused across trials
@@ -186,9 +207,10 @@ def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, num
         assert r["pl_disable_fork"] == "1"  # Tune's variable reaches the trial either way
         assert r["niceness"] == 0  # as a Pool's worker (Ray's default would be 15)
         if warm:
-            assert r["created"] < ray_up, "the trial's worker was not one Ray prestarted"
+            assert r["created"] < fit_start, "the trial's worker was not one Ray prestarted"
             assert r["torch_before_entry"]
             assert r["runtime_env"] == {}
         else:
-            assert r["created"] > ray_up
+            assert r["created"] > fit_start
+            assert not r["torch_before_entry"]  # the control: nothing else imports torch before the entry point
             assert r["runtime_env"] == {"env_vars": {"PL_DISABLE_FORK": "1"}}
