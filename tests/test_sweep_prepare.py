@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sweeps.prepare import Preparation, PreparationError
+from tests.sweep_entry import TrainConfig, available_domains  # noqa: F401  (this entry point's)
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = "tests.test_sweep_prepare"  # this module is the training entry point of the tests below
@@ -21,22 +22,6 @@ ENTRY = "tests.test_sweep_prepare"  # this module is the training entry point of
 # ------------------------------------------------------------------------------------------------------------------
 # A minimal training entry point (TrainConfig, available_domains, prepare, train)
 # ------------------------------------------------------------------------------------------------------------------
-class TrainConfig:
-    def __init__(self, values: dict[str, Any] | None = None) -> None:
-        self.values = dict(values or {})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        return cls(values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.values)
-
-
-def available_domains(spec: str | None) -> list[str]:
-    return ["synthetic"]
-
-
 def prepare(train: dict[str, Any], keep_data: bool) -> dict[str, Any]:
     if train.get("fail"):
         raise ValueError("corrupt image set\nsecond line")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sweeps import workers
+from tests.sweep_entry import TrainConfig, available_domains  # noqa: F401  (this entry point's)
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = "tests.test_sweep_workers"  # this module is the training entry point of the sweeps below
@@ -23,22 +24,6 @@ TORCH_BEFORE_ENTRY = "torch" in sys.modules  # in a trial worker: imported befor
 # ------------------------------------------------------------------------------------------------------------------
 # A minimal training entry point that records the worker it ran in
 # ------------------------------------------------------------------------------------------------------------------
-class TrainConfig:
-    def __init__(self, values: dict[str, Any] | None = None) -> None:
-        self.values = dict(values or {})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        return cls(values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.values)
-
-
-def available_domains(spec: str | None) -> list[str]:
-    return ["synthetic"]
-
-
 def prepare(train: dict[str, Any], keep_data: bool) -> dict[str, Any]:
     return {"data": None, "domains": ["synthetic"], "pretrained": None, "backbone_bytes": None}
 
