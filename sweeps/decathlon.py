@@ -44,9 +44,10 @@ Start-up, local Ray: the data is prepared on a driver thread while Ray starts (o
 GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and -- when at least half the CPUs run
 trials at once -- Ray starts the trial workers as soon as the driver connects, importing torch and Ray Tune into
 them while the driver finishes its set-up; the trial actors then take those workers and keep them for the whole
-sweep (:mod:`sweeps.workers`; trial workers also run at the driver's priority rather than Ray's niceness 15). Validation does not import torch, and Tune's TensorBoard
-logger (which imports torch through tensorboardX) runs only with ``--tensorboard``. The heaviest remaining costs
-are Ray's own processes and the MLflow database schema on first use.
+sweep (:mod:`sweeps.workers`; trial workers also run at the driver's priority rather than Ray's niceness 15).
+Validation does not import torch, and Tune's TensorBoard logger (which imports torch through tensorboardX) runs only
+with ``--tensorboard``. The heaviest remaining costs are Ray's own processes and the MLflow database schema on
+first use.
 """
 
 from __future__ import annotations
@@ -439,8 +440,7 @@ def _run_sweep(cfg: SweepConfig, sweep: str, domains: list[str], worker_env: dic
     keep_data = cfg.data_sharing == "object_store"
     prep_gpus = 0 if cfg.gpus_per_trial == 0 else min(1.0, cfg.gpus_per_trial)
     preparation = Preparation(cfg.entrypoint, fixed, list(parse_space(cfg.space)[0]), keep_data)
-    local_ray = _starts_local_ray(cfg)
-    if local_ray and prep_gpus == 0:
+    if _starts_local_ray(cfg) and prep_gpus == 0:
         preparation.start_here()  # overlaps ray.init
     started_ray = False
     try:
