@@ -67,7 +67,7 @@ if __package__ in (None, ""):  # `python sweeps/decathlon.py` from a checkout: m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sweeps import config as C  # noqa: E402
-from sweeps import workers  # noqa: E402
+from sweeps import local_ray, workers  # noqa: E402
 from sweeps.config import ConfigError, SweepConfig  # noqa: E402
 from sweeps.prepare import Preparation, PreparationError  # noqa: E402
 
@@ -298,8 +298,9 @@ def cluster_runtime_env(entrypoint: str, environ: Mapping[str, str]) -> dict[str
 
 
 def _init_ray(cfg: SweepConfig, warm: bool = False) -> bool:
-    """Connect to a cluster (``--address``/``$RAY_ADDRESS``) or start a small local Ray (``warm``: with trial workers
-    prestarted, see :mod:`sweeps.workers`); True if we started it."""
+    """Connect to a cluster (``--address``/``$RAY_ADDRESS``) or start a small local Ray (without the head services a
+    sweep does not use, see :mod:`sweeps.local_ray`; ``warm``: with trial workers prestarted, see
+    :mod:`sweeps.workers`); True if we started it."""
     import ray
 
     if not _starts_local_ray(cfg):
@@ -320,7 +321,8 @@ def _init_ray(cfg: SweepConfig, warm: bool = False) -> bool:
     kwargs["_system_config"] = workers.local_ray_settings(warm, workers.ray_cpus(cfg.num_cpus))
     # address="local": a new Ray of our own even when a `ray start` cluster runs on this machine (a bare ray.init()
     # would attach to it, and reject the settings above).
-    ray.init(address="local", **kwargs)
+    with local_ray.lean_head():
+        ray.init(address="local", **kwargs)
     return True
 
 
