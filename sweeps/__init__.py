@@ -10,6 +10,7 @@ Entry point: ``python sweeps/decathlon.py --help``. One concept per module:
 * ``trainable`` -- the Tune function trainable around ``bap.train.train`` (checkpoints, resume, shared data);
 * ``prepare`` -- data loading and backbone pretraining, once per sweep (on a driver thread while a local Ray
   starts, else as a Ray task);
+* ``local_ray`` -- a sweep's own local Ray, without the head services it never uses (dashboard API, autoscaler);
 * ``workers`` -- trial workers a local Ray starts with itself, torch imported, for Tune's trial actors;
 * ``tracking`` -- MLflow: parent run, one child run per trial;
 * ``reachability`` -- "can the sweep log to this tracking store?", answered before anything starts;

@@ -37,17 +37,18 @@ only on a private machine set ``RAY_AUTH_MODE=disabled`` for both ``ray start`` 
 relative paths point into the job's temporary copy: give absolute/shared ``--storage-path``, ``--optuna-storage`` and
 a tracking server. A driver started directly with ``--address`` (not through ``ray job submit``) ships ``bap``,
 ``sweeps`` and the entry point's package to the workers itself (``py_modules``). Running many sweeps on one machine,
-``ray start --head`` once and ``--address auto`` saves each sweep Ray's start and stop (most of Ray's start
-overlaps the driver's own set-up, so less than it looks: about 1.7 s on 2 cores, ``bench/RESULTS.md``).
+``ray start --head`` once and ``--address auto`` saves each sweep Ray's start and stop (less than it looks: Ray's
+start overlaps the driver's own set-up, and a sweep's own Ray skips the dashboard API server and the autoscaler
+monitor, :mod:`sweeps.local_ray`; but there the trial workers start cold, ``bench/RESULTS.md``).
 
-Start-up, local Ray: the data is prepared on a driver thread while Ray starts (on a cluster, or when preparing needs a
-GPU, it is one Ray task instead), MLflow and Optuna are set up on another, and -- when at least half the CPUs run
-trials at once -- Ray starts the trial workers as soon as the driver connects, importing torch and Ray Tune into
-them while the driver finishes its set-up; the trial actors then take those workers and keep them for the whole
-sweep (:mod:`sweeps.workers`; trial workers also run at the driver's priority rather than Ray's niceness 15).
-Validation does not import torch, and Tune's TensorBoard logger (which imports torch through tensorboardX) runs only
-with ``--tensorboard``. The heaviest remaining costs are Ray's own processes and the MLflow database schema on
-first use.
+Start-up, local Ray: Ray starts without the services a sweep does not use (:mod:`sweeps.local_ray`), the data is
+prepared on a driver thread meanwhile (on a cluster, or when preparing needs a GPU, it is one Ray task instead),
+MLflow and Optuna are set up on another, and -- when at least half the CPUs run trials at once -- Ray starts the
+trial workers as soon as the driver connects, importing torch and Ray Tune into them while the driver finishes its
+set-up; the trial actors then take those workers and keep them for the whole sweep (:mod:`sweeps.workers`; trial
+workers also run at the driver's priority rather than Ray's niceness 15). Validation does not import torch, and
+Tune's TensorBoard logger (which imports torch through tensorboardX) runs only with ``--tensorboard``. The heaviest
+remaining costs are Ray's own processes and the MLflow database schema on first use.
 """
 
 from __future__ import annotations
