@@ -7,11 +7,12 @@ Besides the GCS, the raylet and its agents, ``ray.init()`` starts on a new local
 * the autoscaler monitor. A local Ray has a fixed size, so there is nothing to scale; at ``ray.shutdown`` it
   outlives SIGTERM for a second until Ray kills it.
 
-Measured on 2 cores (``bench/RESULTS.md``): ``ray.init`` 1.9-2.0 s instead of 2.8-3.9 s, ``ray.shutdown`` 0.3 s
-instead of 1.4 s, and ~1.5 s less CPU while the trial workers import torch. Ray has no switch for either (the API
-server always starts; the monitor's ``no_monitor`` is not a ``ray.init`` argument), so :func:`lean_head` replaces
-the two ``Node`` methods that start them for the duration of the driver's own ``ray.init``. A Ray without those
-methods is left as it is. A Ray that ``ray start`` or a cluster launcher started is never changed.
+Measured on 2 cores: a bare ``ray.init`` 1.9-2.0 s instead of 2.8-3.9 s, ``ray.shutdown`` 0.3 s instead of 1.4 s,
+and ~1.5 s less CPU while the trial workers import torch (in a sweep: ``bench/RESULTS.md``, fifth pass). Ray has no
+switch for either (the API server always starts; the monitor's ``no_monitor`` is not a ``ray.init`` argument), so
+:func:`lean_head` replaces the two ``Node`` methods that start them for the duration of the driver's own
+``ray.init``. A Ray without those methods is left as it is. A Ray that ``ray start`` or a cluster launcher started
+is never changed.
 """
 
 from __future__ import annotations
