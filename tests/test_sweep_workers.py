@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -161,10 +160,13 @@ def test_prestarted_workers_outlive_placement_groups_that_reserve_every_cpu():
 
 
 @pytest.mark.parametrize(("num_cpus", "max_concurrent", "warm"), [(2, 2, True), (3, 1, False)])
-def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, num_cpus, max_concurrent, warm):
+def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, monkeypatch, num_cpus, max_concurrent,
+                                                                   warm):
     """The real driver as a subprocess (local Ray, MLflow on SQLite, Optuna journal). Warm: every trial ran in a
     worker that Ray started before the sweep's ``Tuner.fit`` asked for it, torch already imported, with the
     default runtime environment and Tune's variable inherited. Cold: each worker was started for the sweep."""
+    from tests.test_sweep_fixtures import new_run, run_driver  # here: trial workers import this module
+
     log = tmp_path / "workers.jsonl"
     config = tmp_path / "workers.yaml"
     config.write_text(json.dumps({
@@ -172,15 +174,10 @@ def test_sweep_trials_run_on_prestarted_workers_only_when_worth_it(tmp_path, num
         "max_concurrent": max_concurrent, "asha": {"enabled": False}, "verbose": 0,
         "train": {"epochs": 1, "log": str(log)},
     }))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    env.pop("PL_DISABLE_FORK", None)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "sweeps" / "decathlon.py"), "--preset", "smoke", "--config", str(config),
-         "--name", "workers", "--tracking-uri", f"sqlite:///{tmp_path}/mlruns.db",
-         "--storage-path", str(tmp_path / "ray_results"), "--optuna-storage", str(tmp_path / "journal.log")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    monkeypatch.delenv("PL_DISABLE_FORK", raising=False)
+    run = run_driver(new_run(tmp_path, "workers"), "--preset", "smoke", "--config", str(config), timeout=300,
+                     env={"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)})
+    assert run.returncode == 0, run.output[-6000:]
     summary = json.loads(next(tmp_path.glob("mlruns/**/summary.json")).read_text())
     assert summary["counts"] == {"FINISHED": 4}
     assert summary["warm_workers"] is warm
