@@ -269,8 +269,8 @@ def explain(r: dict[str, Any]) -> str:
         f"{s['sweep_s'] - s['work_s'] / CONCURRENCY:5.1f} s  "
         f"(first epoch {s['first_epoch_after_fit_s']:.1f} s after fit started; "
         f"{s['worker_pids']} worker processes, reused across trials)",
-        ("    trial workers (prestarted with torch and Ray Tune imported) from process start to their first "
-         "train(): " if s["warm_workers"] else "    trial workers from process start to their first train(): ")
+        "    trial workers" + (" (prestarted with torch and Ray Tune imported)" if s["warm_workers"] else "")
+        + " from process start to their first train(): "
         + ", ".join(f"{b['boot_s']:.1f} s ({b['boot_cpu_s']:.1f} s CPU, {b['modules']} modules)"
                     for b in s["worker_boot"]),
         f"    driver CPU: {t['before_fit_driver_cpu_s']:.1f} s until fit, {t['fit_driver_cpu_s']:.1f} s during fit "
