@@ -6,7 +6,7 @@ Entry point: ``python sweeps/decathlon.py --help``. One concept per module:
 * ``config`` -- presets (``presets/*.yaml``) < ``--config`` YAML < flags, resolved and validated;
 * ``space`` -- Optuna search spaces over ``TrainConfig`` fields (define-by-run);
 * ``search`` -- pinned samplers, journal/RDB storage, restore-safe ``OptunaSearch``, one study per budget;
-* ``scheduler`` -- budget-fair ASHA (a trial only competes with trials that cost no more);
+* ``scheduler`` -- budget-fair ASHA (a trial only competes with trials of its budget, or that cost no more);
 * ``trainable`` -- the Tune function trainable around ``bap.train.train`` (checkpoints, resume, shared data);
 * ``prepare`` -- data loading and backbone pretraining, once per sweep (on a driver thread while a local Ray
   starts, else as a Ray task);

@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-failures", type=int, help="retries of a failing trial, each from its last checkpoint")
     g.add_argument("--no-asha", action="store_true", help="no early stopping (FIFO)")
     g.add_argument("--grace-period", type=int, help="ASHA: first rung, in epochs")
-    g.add_argument("--reduction-factor", type=float, help="ASHA: keep the top 1/rf at each rung")
+    g.add_argument("--reduction-factor", type=float,
+                   help="ASHA: keep the top 1/rf at each rung, among trials of the same budget (grid mode) or of "
+                        "the same or a lower budget (pareto mode)")
     g = p.add_argument_group("where results go")
     g.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {C.DEFAULT_TRACKING_URI}; a server "
                    "http://host:5000 works the same)")
@@ -360,8 +362,11 @@ def build_scheduler(cfg: SweepConfig, epochs: int) -> Any:
 
     if not cfg.asha.enabled:
         return FIFOScheduler()
+    # A budget grid keeps one bracket per budget, so every budget ends with its best trial; budgets searched on a
+    # continuum rarely repeat, so there a trial is ranked against every trial that could dominate it.
+    peers = "cheaper_or_equal" if cfg.multi_objective else "same_budget"
     return BudgetFairASHA(MEAN_VAL_ACC, "max", max_t=epochs, grace_period=cfg.asha.grace_period,
-                          reduction_factor=cfg.asha.reduction_factor)
+                          reduction_factor=cfg.asha.reduction_factor, peers=peers)
 
 
 def total_trials(cfg: SweepConfig) -> int:

@@ -2,17 +2,20 @@
 
 Plain ASHA ranks every trial on one number. In a sweep over budgets that number is accuracy, and a trial with budget
 0.25 is nearly always less accurate than one with budget 1.0 -- so ASHA stops the cheap trials first and the Pareto
-front of accuracy versus cost loses its cheap end. The idea follows Syne Tune's multi-objective ASHA (Schmucker et
-al., "Multi-objective asynchronous successive halving", 2021): judge a trial by Pareto dominance in (accuracy up,
-cost down), not by accuracy alone. Concretely, at each rung a trial is compared only with the recorded trials whose
-budget is *at most its own* -- the only ones that can dominate it -- and stops if its accuracy is below their
-``1 - 1/reduction_factor`` quantile (ASHA's cutoff), i.e. if enough cheaper-or-equal trials beat it:
+front of accuracy versus cost loses its cheap end. At each rung a trial is therefore compared only with its *peers*,
+and stops if its accuracy is below their ``1 - 1/reduction_factor`` quantile (ASHA's cutoff). Who the peers are:
 
-* a trial no cheaper-or-equal trial beats (on the rung's accuracy/budget front) always continues -- in particular the
-  cheapest trials are never stopped for being less accurate than expensive ones;
-* on a budget grid this is one ASHA bracket per budget, plus: an expensive trial that a cheaper one out-performs is
-  dominated, and may stop;
-* with a single budget it is exactly ASHA.
+* ``peers="same_budget"`` -- one ASHA bracket per budget. For a budget grid (``--mode grid``: one study per
+  budget), where every budget must end with its best trial: a trial at budget 0.5 is never stopped because a 0.25
+  trial was ahead after one epoch.
+* ``peers="cheaper_or_equal"`` -- the recorded trials whose budget is *at most its own*, the only ones that can
+  dominate it in (accuracy up, cost down). For budgets searched on a continuum (``--mode pareto``), where no two
+  trials share a budget; the idea follows Syne Tune's multi-objective ASHA (Schmucker et al., "Multi-objective
+  asynchronous successive halving", 2021): an expensive trial that a cheaper one out-performs is dominated, and may
+  stop.
+
+Either way a trial that no peer beats always continues -- the cheapest trials are never stopped for being less
+accurate than expensive ones -- and with a single budget the rule is exactly ASHA.
 
 The budget is the trial's configured budget (``config["budget"]``): it is what the final pruned network's cost is
 held to, while the per-epoch cost figures move during training. The final epoch is never judged (rungs sit strictly
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from ray.tune import Callback
@@ -35,6 +38,8 @@ from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from bap.metrics import BUDGET, EPOCH
 
 Point = tuple[float, float]  # (metric oriented so that larger is better, budget)
+Peers = Literal["same_budget", "cheaper_or_equal"]
+PEERS: tuple[Peers, ...] = ("same_budget", "cheaper_or_equal")
 
 
 def dominates(a: Point, b: Point) -> bool:
@@ -42,16 +47,22 @@ def dominates(a: Point, b: Point) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
-def rung_decision(recorded: Mapping[str, Point], new: Point, reduction_factor: float) -> str:
+def rung_decision(
+    recorded: Mapping[str, Point], new: Point, reduction_factor: float, peers: Peers = "cheaper_or_equal"
+) -> str:
     """CONTINUE or STOP for a trial reaching a rung that already holds ``recorded`` (trial id -> point).
 
-    Peers are the recorded trials with a budget at most the new trial's; the new trial stops if its metric is below
-    the ``1 - 1/reduction_factor`` quantile of theirs (ASHA's cutoff). No peers, no stop.
+    The new trial's peers are the recorded trials with its budget (``same_budget``) or a budget at most its own
+    (``cheaper_or_equal``); it stops if its metric is below the ``1 - 1/reduction_factor`` quantile of theirs
+    (ASHA's cutoff). No peers, no stop.
     """
-    peers = [score for score, budget in recorded.values() if budget <= new[1] and not math.isnan(score)]
-    if not peers:
+    if peers == "same_budget":
+        scores = [s for s, b in recorded.values() if math.isclose(b, new[1]) and not math.isnan(s)]
+    else:
+        scores = [s for s, b in recorded.values() if b <= new[1] and not math.isnan(s)]
+    if not scores:
         return TrialScheduler.CONTINUE
-    cutoff = float(np.percentile(peers, (1 - 1 / reduction_factor) * 100))
+    cutoff = float(np.percentile(scores, (1 - 1 / reduction_factor) * 100))
     return TrialScheduler.STOP if new[0] < cutoff else TrialScheduler.CONTINUE
 
 
@@ -68,7 +79,7 @@ def rung_milestones(grace_period: int, reduction_factor: float, max_t: int) -> l
 
 
 class BudgetFairASHA(FIFOScheduler):
-    """Asynchronous successive halving with rungs ranked by Pareto dominance in (``metric``, budget).
+    """Asynchronous successive halving where a trial is ranked only against its peers by budget.
 
     Args:
         metric: the validation metric ranked at each rung (e.g. ``mean_val_acc``).
@@ -78,6 +89,8 @@ class BudgetFairASHA(FIFOScheduler):
         reduction_factor: keep the top ``1/reduction_factor`` of a rung (among dominated trials).
         time_attr: monotone progress counter in the results (the epoch).
         budget_key: trial config key holding the budget (falls back to the result's ``budget``).
+        peers: whom a trial is ranked against at a rung: ``same_budget`` (one bracket per budget, for a budget
+            grid) or ``cheaper_or_equal`` (trials that can dominate it, for budgets searched on a continuum).
     """
 
     def __init__(
@@ -90,9 +103,12 @@ class BudgetFairASHA(FIFOScheduler):
         reduction_factor: float = 2.0,
         time_attr: str = EPOCH,
         budget_key: str = BUDGET,
+        peers: Peers = "cheaper_or_equal",
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if peers not in PEERS:
+            raise ValueError(f"peers must be one of {', '.join(PEERS)}, got {peers!r}")
         if grace_period < 1 or reduction_factor <= 1 or max_t < 1:
             raise ValueError("need grace_period >= 1, reduction_factor > 1 and max_t >= 1")
         super().__init__()
@@ -101,6 +117,7 @@ class BudgetFairASHA(FIFOScheduler):
         self._sign = 1.0 if mode == "max" else -1.0
         self._time_attr = time_attr
         self._budget_key = budget_key
+        self._peers: Peers = peers
         self._rf = float(reduction_factor)
         self._max_t = int(max_t)
         self._milestones = rung_milestones(grace_period, reduction_factor, max_t)
@@ -131,12 +148,17 @@ class BudgetFairASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         parts = [f"{m}: {len(r)} recorded" for m, r in self._rungs.items()]
-        return f"BudgetFairASHA({self._metric}, stopped={len(self._stopped)}; rungs {', '.join(parts) or 'none'})"
+        rungs = ", ".join(parts) or "none"
+        return f"BudgetFairASHA({self._metric}, peers={self._peers}, stopped={len(self._stopped)}; rungs {rungs})"
 
     # --- The rule, usable without Tune ---------------------------------------------------------------------------
     @property
     def metric(self) -> str:
         return self._metric
+
+    @property
+    def peers(self) -> Peers:
+        return self._peers
 
     @property
     def milestones(self) -> list[int]:
@@ -166,7 +188,7 @@ class BudgetFairASHA(FIFOScheduler):
             rung = self._rungs[milestone]
             if trial_id in rung:
                 return TrialScheduler.CONTINUE
-            action = TrialScheduler.CONTINUE if record_only else rung_decision(rung, point, self._rf)
+            action = TrialScheduler.CONTINUE if record_only else rung_decision(rung, point, self._rf, self._peers)
             rung[trial_id] = point
             if action == TrialScheduler.STOP:
                 self._stopped[trial_id] = int(t)

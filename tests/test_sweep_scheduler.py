@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
@@ -68,7 +69,7 @@ def test_same_budget_behaves_like_asha():
 
 def test_dominated_low_budget_trial_is_stopped():
     """Budget-fairness is not immunity: a cheap trial beaten by an equally cheap one still stops."""
-    s = make()
+    s = make(peers="cheaper_or_equal")
     a, b, c = trial(0.25), trial(0.25), trial(1.0)
     for t in (a, b, c):
         s.on_trial_add(None, t)
@@ -76,6 +77,44 @@ def test_dominated_low_budget_trial_is_stopped():
     assert feed(s, c, 1, 0.40) == STOP  # a is cheaper *and* more accurate: c is dominated and in the bottom half
     assert feed(s, b, 1, 0.30) == STOP
     assert s.stopped == {c.trial_id: 1, b.trial_id: 1}
+
+
+def test_same_budget_peers_keep_one_bracket_per_budget():
+    """Grid mode: a trial is never stopped because a cheaper trial was ahead, only by trials of its own budget."""
+    s = make(peers="same_budget")
+    cheap, expensive, expensive_2 = trial(0.25), trial(1.0), trial(1.0)
+    for t in (cheap, expensive, expensive_2):
+        s.on_trial_add(None, t)
+    assert feed(s, cheap, 1, 0.50) == CONTINUE
+    assert feed(s, expensive, 1, 0.40) == CONTINUE  # alone at budget 1.0; cheaper_or_equal would stop it
+    assert feed(s, expensive_2, 1, 0.30) == STOP  # behind the trial of its own budget
+    assert s.stopped == {expensive_2.trial_id: 1}
+    assert "peers=same_budget" in s.debug_string()
+
+
+def test_same_budget_rung_decision_is_asha_within_each_budget():
+    rng = random.Random(2)
+    budgets = [0.25, 0.5, 0.75, 1.0]
+    for _ in range(200):
+        recorded = {str(i): (rng.random(), rng.choice(budgets)) for i in range(rng.randint(0, 8))}
+        new = (rng.random(), rng.choice(budgets))
+        same = {k: p for k, p in recorded.items() if p[1] == new[1]}
+        assert rung_decision(recorded, new, 2, "same_budget") == rung_decision(same, new, 2, "same_budget")
+        assert rung_decision(same, new, 2, "same_budget") == rung_decision(same, new, 2, "cheaper_or_equal")
+
+
+def test_unknown_peers_is_refused():
+    with pytest.raises(ValueError, match="peers must be one of same_budget, cheaper_or_equal"):
+        make(peers="all")
+
+
+def test_driver_ranks_a_grid_per_budget_and_a_continuum_by_dominance():
+    from sweeps.config import resolve
+    from sweeps.decathlon import build_scheduler
+
+    grid = build_scheduler(resolve("smoke", None, {"mode": "grid"}), epochs=3)
+    pareto = build_scheduler(resolve("smoke", None, {"mode": "pareto"}), epochs=3)
+    assert (grid.peers, pareto.peers) == ("same_budget", "cheaper_or_equal")
 
 
 def test_each_rung_judged_once_and_final_epoch_never():
