@@ -56,10 +56,10 @@ def rung_decision(
     (``cheaper_or_equal``); it stops if its metric is below the ``1 - 1/reduction_factor`` quantile of theirs
     (ASHA's cutoff). No peers, no stop.
     """
-    if peers == "same_budget":
-        scores = [s for s, b in recorded.values() if math.isclose(b, new[1]) and not math.isnan(s)]
-    else:
-        scores = [s for s, b in recorded.values() if b <= new[1] and not math.isnan(s)]
+    def is_peer(budget: float) -> bool:
+        return math.isclose(budget, new[1]) if peers == "same_budget" else budget <= new[1]
+
+    scores = [score for score, budget in recorded.values() if is_peer(budget) and not math.isnan(score)]
     if not scores:
         return TrialScheduler.CONTINUE
     cutoff = float(np.percentile(scores, (1 - 1 / reduction_factor) * 100))
@@ -86,7 +86,7 @@ class BudgetFairASHA(FIFOScheduler):
         mode: ``max`` or ``min`` for ``metric``.
         max_t: the number of epochs a trial runs; rungs sit strictly below it.
         grace_period: first rung (epochs).
-        reduction_factor: keep the top ``1/reduction_factor`` of a rung (among dominated trials).
+        reduction_factor: keep the top ``1/reduction_factor`` of a trial's peers at each rung.
         time_attr: monotone progress counter in the results (the epoch).
         budget_key: trial config key holding the budget (falls back to the result's ``budget``).
         peers: whom a trial is ranked against at a rung: ``same_budget`` (one bracket per budget, for a budget

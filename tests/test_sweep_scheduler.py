@@ -32,8 +32,12 @@ def feed(scheduler, t: Trial, epoch: int, acc: float) -> str:
     return scheduler.on_trial_result(None, t, result(epoch, acc))
 
 
-def make(**kw) -> BudgetFairASHA:
-    return BudgetFairASHA("mean_val_acc", "max", **{"max_t": 8, "grace_period": 1, "reduction_factor": 2, **kw})
+def make(*trials: Trial, **kw) -> BudgetFairASHA:
+    """A budget-fair ASHA over ``mean_val_acc`` (8 epochs, rungs 1/2/4 unless ``kw`` says otherwise), ``trials`` added."""
+    s = BudgetFairASHA("mean_val_acc", "max", **{"max_t": 8, "grace_period": 1, "reduction_factor": 2, **kw})
+    for t in trials:
+        s.on_trial_add(None, t)
+    return s
 
 
 def test_low_budget_trial_on_the_front_is_not_stopped_for_being_less_accurate():
@@ -69,10 +73,8 @@ def test_same_budget_behaves_like_asha():
 
 def test_dominated_low_budget_trial_is_stopped():
     """Budget-fairness is not immunity: a cheap trial beaten by an equally cheap one still stops."""
-    s = make(peers="cheaper_or_equal")
     a, b, c = trial(0.25), trial(0.25), trial(1.0)
-    for t in (a, b, c):
-        s.on_trial_add(None, t)
+    s = make(a, b, c, peers="cheaper_or_equal")
     assert feed(s, a, 1, 0.50) == CONTINUE
     assert feed(s, c, 1, 0.40) == STOP  # a is cheaper *and* more accurate: c is dominated and in the bottom half
     assert feed(s, b, 1, 0.30) == STOP
@@ -81,10 +83,8 @@ def test_dominated_low_budget_trial_is_stopped():
 
 def test_same_budget_peers_keep_one_bracket_per_budget():
     """Grid mode: a trial is never stopped because a cheaper trial was ahead, only by trials of its own budget."""
-    s = make(peers="same_budget")
     cheap, expensive, expensive_2 = trial(0.25), trial(1.0), trial(1.0)
-    for t in (cheap, expensive, expensive_2):
-        s.on_trial_add(None, t)
+    s = make(cheap, expensive, expensive_2, peers="same_budget")
     assert feed(s, cheap, 1, 0.50) == CONTINUE
     assert feed(s, expensive, 1, 0.40) == CONTINUE  # alone at budget 1.0; cheaper_or_equal would stop it
     assert feed(s, expensive_2, 1, 0.30) == STOP  # behind the trial of its own budget
@@ -118,11 +118,9 @@ def test_driver_ranks_a_grid_per_budget_and_a_continuum_by_dominance():
 
 
 def test_each_rung_judged_once_and_final_epoch_never():
-    s = make(max_t=4)
-    assert s.milestones == [1, 2]  # 4 (the last epoch) is not a rung: the final, pruned report always arrives
     good, bad = trial(0.5), trial(0.5)
-    for t in (good, bad):
-        s.on_trial_add(None, t)
+    s = make(good, bad, max_t=4)
+    assert s.milestones == [1, 2]  # 4 (the last epoch) is not a rung: the final, pruned report always arrives
     assert feed(s, good, 1, 0.9) == CONTINUE
     assert feed(s, good, 2, 0.9) == CONTINUE
     assert feed(s, good, 3, 0.9) == CONTINUE  # between rungs: nothing new to judge
@@ -131,10 +129,8 @@ def test_each_rung_judged_once_and_final_epoch_never():
 
 
 def test_nan_metric_ranks_last():
-    s = make()
     a, b = trial(0.5), trial(0.5)
-    for t in (a, b):
-        s.on_trial_add(None, t)
+    s = make(a, b)
     feed(s, a, 1, 0.2)
     assert feed(s, b, 1, math.nan) == STOP
 
@@ -150,14 +146,11 @@ def test_min_mode_and_missing_keys():
 
 
 def test_state_round_trip_keeps_rungs():
-    s = make()
     a, b = trial(0.5), trial(0.5)
-    for t in (a, b):
-        s.on_trial_add(None, t)
+    s = make(a, b)
     feed(s, a, 1, 0.8)
-    restored = make()
+    restored = make(b)
     SchedulerStateCallback(restored).set_state(SchedulerStateCallback(s).get_state())
-    restored.on_trial_add(None, b)
     assert feed(restored, b, 1, 0.1) == STOP  # the restored rung still remembers a
 
 
