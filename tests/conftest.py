@@ -10,7 +10,7 @@ import pytest
 _CACHE = tempfile.mkdtemp(prefix="bap-test-cache-")
 os.environ["BAP_CACHE_DIR"] = _CACHE  # before any bap import reads it: tests never touch ~/.cache/bap
 
-from tests.test_sweep_fixtures import smoke_sweep  # noqa: E402, F401  (shared by the sweep and analysis tests)
+from tests.sweeps.driver import smoke_sweep  # noqa: E402, F401  (shared by the sweep and analysis tests)
 
 
 @pytest.fixture(scope="session")

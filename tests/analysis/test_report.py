@@ -17,7 +17,7 @@ from analysis.synthetic import SyntheticSweep, write_synthetic_sweep
 from analysis.table import RUN_ID, read_parquet
 from bap import metrics as M
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TARGETS = ["aircraft", "cifar100", "dtd", "gtsrb", "mean", "score"]
 
 

@@ -28,7 +28,7 @@ def smoke(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     try:
         return request.getfixturevalue("smoke_sweep")
     except pytest.FixtureLookupError:
-        from tests.test_sweep_fixtures import new_run, run_driver
+        from tests.sweeps.driver import new_run, run_driver
 
         request.getfixturevalue("mini_data")  # builds the mini-decathlon cache the sweep reads
         run = new_run(tmp_path_factory.mktemp("smoke_analysis"), "smoke-analysis")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bap import MultiDomainResNet26
-from tests.helpers import tiny_model
+from tests.bap.helpers import tiny_model
 
 
 def test_forward_shapes_per_domain_and_frozen_backbone():

@@ -13,25 +13,9 @@ from typing import Any
 import pytest
 
 from sweeps.prepare import Preparation, PreparationError
-from tests.sweep_entry import TrainConfig, available_domains  # noqa: F401  (this entry point's)
 
-REPO = Path(__file__).resolve().parents[1]
-ENTRY = "tests.test_sweep_prepare"  # this module is the training entry point of the tests below
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# A minimal training entry point (TrainConfig, available_domains, prepare, train)
-# ------------------------------------------------------------------------------------------------------------------
-def prepare(train: dict[str, Any], keep_data: bool) -> dict[str, Any]:
-    if train.get("fail"):
-        raise ValueError("corrupt image set\nsecond line")
-    data = {"synthetic": list(range(int(train.get("n", 3))))}
-    return {"data": data if keep_data else None, "domains": ["synthetic"], "pretrained": None,
-            "backbone_bytes": b"weights" if train.get("backbone") else None}
-
-
-def train(config: TrainConfig, out_dir: str | Path, **kwargs: Any) -> dict:
-    raise AssertionError("no trial may start when the data could not be prepared")
+REPO = Path(__file__).resolve().parents[2]
+ENTRY = "tests.sweeps.prepare_entry"  # the training entry point of the tests below
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -85,6 +69,7 @@ def test_result_before_start_is_an_error():
         Preparation(ENTRY, {}, [], True).result()
 
 
+@pytest.mark.slow
 def test_failed_preparation_ends_the_parent_run_failed_and_launches_nothing(tmp_path):
     """The real driver as a subprocess (local Ray, prepared on the driver): one error line, exit 1, the MLflow parent
     run FAILED with no child run, no Optuna study and no Tune trial."""

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from bap import metrics as M
 from sweeps.search import TUNE_TRIAL_ATTR, make_storage
 from sweeps.trainable import RESUMED_FROM_EPOCH
-from tests.test_sweep_fixtures import SweepRun, new_run, run_driver, start_driver, wait_gone
+from tests.sweeps.driver import SweepRun, new_run, run_driver, start_driver, wait_gone
 
 pytestmark = pytest.mark.slow
 GIB = 1024**3

@@ -9,7 +9,7 @@ import pytest
 
 from analysis.synthetic import write_synthetic_sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "analysis" / "notebooks" / "pareto_report.ipynb"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -66,10 +65,9 @@ def test_data_root_without_annotations(workdir, tmp_path, capsys):
 
 
 def test_unreachable_tracking_server_fails_in_seconds(workdir, capsys):
-    start = time.monotonic()
     assert main(["--preset", "smoke", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"]) == 2
-    assert time.monotonic() - start < 15  # the bap import dominates; the check itself is instant
-    assert "is unreachable" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is unreachable (" in err and "refused" in err  # the refused connection answers: no retries behind it
     _nothing_written(workdir)
 
 
@@ -88,7 +86,7 @@ def test_dry_run_validates_and_prints(workdir, capsys):
 
 
 def test_subprocess_exit_code_and_no_traceback(workdir):
-    from tests.test_sweep_fixtures import REPO
+    from tests.sweeps.driver import REPO
 
     proc = subprocess.run([sys.executable, str(REPO / REPO_DRIVER), "--preset", "smoke", "--budgets", "2"],
                           capture_output=True, text=True, timeout=120)
@@ -104,7 +102,7 @@ def test_a_driver_attaching_to_a_cluster_ships_the_code_unless_inside_a_ray_job(
 
     shipped = cluster_runtime_env("bap.train", {})
     assert shipped == {"py_modules": [str(REPO_ROOT / "bap"), str(REPO_ROOT / "sweeps")]}
-    tests_entry = cluster_runtime_env("tests.test_sweep_prepare", {})["py_modules"]
+    tests_entry = cluster_runtime_env("tests.sweeps.prepare_entry", {})["py_modules"]
     assert [Path(p).name for p in tests_entry] == ["bap", "sweeps", "tests"]
     assert cluster_runtime_env("some_installed_package.train", {})["py_modules"][-1].endswith("sweeps")
     assert cluster_runtime_env("bap.train", {"RAY_JOB_CONFIG_JSON_ENV_VAR": "{}"}) is None  # ray job submit

@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bap import MultiDomainResNet26, count_cost, count_layer_costs, prune, reference_cost, switch_costs
-from tests.helpers import tiny_model
+from tests.bap.helpers import tiny_model
 
 CONV_NAMES = ("stem", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "layer2.0.conv2",
               "layer3.0.conv1", "layer3.0.conv2")

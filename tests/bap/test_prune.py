@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bap import count_cost, load_pruned, prune, save_pruned
-from tests.helpers import random_switches, randomize_norms, tiny_model
+from tests.bap.helpers import random_switches, randomize_norms, tiny_model
 
 
 def _assert_same_outputs(model, pruned, x):
