@@ -104,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     for name, domain in result[M.JSON_DOMAINS].items():
         print(f"  {name:<14} val acc {domain[M.VAL_ACC]:.3f}   usage {domain[M.USAGE]:.3f}   "
               f"params {domain[M.PARAMS]:,}   MACs {domain[M.MACS]:,}")
-    print(f"union: {union['params']:,} params ({union['params_ratio']:.3f}x of one single-domain backbone), "
-          f"{union['macs'] / 1e6:.2f} M MACs = {union['flops'] / 1e6:.2f} M FLOPs ({union['macs_ratio']:.3f}x)")
+    print(f"union: {union[M.COST_PARAMS]:,} params ({union[M.COST_PARAMS_RATIO]:.3f}x of one single-domain backbone), "
+          f"{union[M.COST_MACS] / 1e6:.2f} M MACs = {union[M.COST_FLOPS] / 1e6:.2f} M FLOPs "
+          f"({union[M.COST_MACS_RATIO]:.3f}x)")
     print(f"pruned/switched agreement on val: {result[M.PRUNED_AGREEMENT]:.4f}")
     print(f"wrote {out / M.METRICS_FILE}")
     return 0

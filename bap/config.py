@@ -11,6 +11,10 @@ from bap.choices import BUDGET_PENALTIES, COST_KINDS, SHARING_KINDS, SWITCH_FORM
 
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+# The fields that decide which backbone a run starts from: a given checkpoint, or the one bap.pretrain trains (its
+# cache key and folder). A sweep that searches none of them pretrains once, for every trial.
+BACKBONE_FIELDS = ("pretrained", "pretrain_epochs", "pretrain_lr", "width", "blocks", "batch_size", "seed",
+                   "cache_dir")
 
 
 @dataclass
@@ -95,6 +99,11 @@ class TrainConfig:
             raise ValueError("sharing_learnable needs sharing_weight > 0 (its initial value)")
         if self.domains is not None and len(self.domains) == 0:
             raise ValueError("domains must name at least one domain, or be None for every domain found")
+
+    @property
+    def needs_pretraining(self) -> bool:
+        """No backbone checkpoint is given and one is to be pretrained (``pretrain_epochs > 0``)."""
+        return self.pretrained is None and self.pretrain_epochs > 0
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

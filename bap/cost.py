@@ -145,17 +145,16 @@ def count_cost(
     return total
 
 
-def reference_cost(
-    model: MultiDomainResNet26, domain: str | None = None, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
-) -> Cost:
-    """One single-domain ResNet-26 of the same width with every channel on, with its BNs and head.
+def _template(model: MultiDomainResNet26) -> MultiDomainResNet26:
+    """The unpruned architecture of ``model``: itself, or for a pruned model a weightless template of it."""
+    if not model.pruned:
+        return model
+    with torch.device("meta"):
+        return MultiDomainResNet26(**model.config)
 
-    ``domain=None`` takes the domain with the largest head: the reference of the union ratios.
-    """
-    if model.pruned:  # the reference is the unpruned architecture: count it on a weightless template
-        with torch.device("meta"):
-            model = MultiDomainResNet26(**model.config)
-    domains = [model.domain_index(domain)] if domain is not None else range(len(model.domains))
+
+def _dense_convs(model: MultiDomainResNet26, input_size: tuple[int, int, int]) -> Cost:
+    """Every switched conv with every channel on, for one image of ``input_size``."""
     _, height, width = input_size
     total = Cost(0, 0)
     for _, conv in model.switched_convs():
@@ -163,9 +162,30 @@ def reference_cost(
         width = conv_output_size(width, conv.kernel_size, conv.stride, conv.padding)
         params = conv.weight[0].numel() * conv.out_channels
         total = total + Cost(params, params * height * width)
+    return total
+
+
+def reference_cost(
+    model: MultiDomainResNet26, domain: str | None = None, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
+) -> Cost:
+    """One single-domain ResNet-26 of the same width with every channel on, with its BNs and head.
+
+    ``domain=None`` takes the domain with the largest head: the reference of the union ratios.
+    """
+    model = _template(model)
+    domains = [model.domain_index(domain)] if domain is not None else range(len(model.domains))
     norms = sum(2 * module.num_features for _, module in _norm_modules(model))
     head = max((_head(model, i) for i in domains), key=lambda c: (c.params, c.macs))
-    return total + Cost(norms, 0) + head
+    return _dense_convs(model, input_size) + Cost(norms, 0) + head
+
+
+def unpruned_cost(model: MultiDomainResNet26, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE) -> Cost:
+    """The multi-domain network with every switch on: every conv in full, every domain's BNs and heads; the MACs of
+    one image through it with the largest head. Its MACs equal the reference's; its params are above them."""
+    model = _template(model)
+    norms = len(model.domains) * sum(2 * module.num_features for _, module in _norm_modules(model))
+    heads = [_head(model, i) for i in range(len(model.domains))]
+    return _dense_convs(model, input_size) + Cost(norms + sum(h.params for h in heads), max(h.macs for h in heads))
 
 
 def switch_costs(

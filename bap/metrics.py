@@ -1,32 +1,49 @@
-"""The vocabulary shared by the training run, the sweep and the analysis.
+"""The vocabulary shared by the training run, the sweep and the analysis -- the one contract between them.
 
-Every metric name, ``metrics.json`` key and MLflow tag that crosses a package boundary is defined here once, so a
-renamed metric breaks a test instead of a report three steps downstream. Costs are counted in parameters and MACs
-(multiply-accumulates; 1 MAC = 2 FLOPs).
+Every metric name, ``metrics.json`` key, MLflow tag, trial-config key, run-folder name and shared default that crosses
+a package boundary is defined here once, and producers (``bap.training``, ``sweeps/``) and consumers (``sweeps/``,
+``analysis/``) import it, so a renamed metric breaks a test instead of a report three steps downstream
+(``tests/test_contract.py`` fails when a module spells one of these names as a string literal). The rule "a trial
+finished" lives here too (:func:`is_finished`). Costs are counted in parameters and MACs (multiply-accumulates;
+1 MAC = 2 FLOPs).
+
+Torch-free and import-light on purpose: the analysis and the sweep driver import it without torch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
-# Flat scalar metrics reported once per epoch (Ray Tune / MLflow) and stored in metrics.json.
+# ---------------------------------------------------------------------------------------------------------------
+# Flat scalar metrics, reported once per epoch (Ray Tune / MLflow) and stored in metrics.json.
+# ---------------------------------------------------------------------------------------------------------------
 EPOCH = "epoch"
 BUDGET = "budget"
 MEAN_VAL_ACC = "mean_val_acc"  # mean over domains of top-1 val accuracy, in [0, 1]
 SCORE = "score"  # Decathlon score on the val split (max 1000 per domain)
 UNION_PARAMS = "union_params"  # parameters of the pruned network (all domains), absolute
 UNION_MACS = "union_macs"  # MACs per image of the pruned network (worst domain), absolute
-UNION_PARAMS_RATIO = "union_params_ratio"  # relative to one single-domain ResNet-26 with its head
+UNION_PARAMS_RATIO = "union_params_ratio"  # relative to one single-domain network with its head
 UNION_MACS_RATIO = "union_macs_ratio"
-PRUNED_AGREEMENT = "pruned_agreement"  # fraction of val predictions where pruned == switched
+UNPRUNED_PARAMS = "unpruned_params"  # the multi-domain network with every switch on (all domains' BNs and heads)
+UNPRUNED_MACS = "unpruned_macs"  # its MACs per image (largest head)
+PRUNED_AGREEMENT = "pruned_agreement"  # fraction of val predictions where pruned == switched; final report only
 TRAIN_LOSS = "train_loss"  # mean total loss over the epoch
 SHARING_LOSS = "sharing_loss"
 SHARING_WEIGHT = "sharing_weight"
 ENFORCED_SWITCHES_OFF = "enforced_switches_off"  # switches turned off by the final budget enforcement
+RESUMED_FROM_EPOCH = "resumed_from_epoch"  # reported by a sweep trial: the epoch this attempt resumed after (0 = fresh)
 
-# Per-domain metrics: domain_metric("val_acc", "svhn") -> "val_acc/svhn".
+FLAT_METRICS: tuple[str, ...] = (
+    EPOCH, BUDGET, MEAN_VAL_ACC, SCORE, UNION_PARAMS, UNION_MACS, UNION_PARAMS_RATIO, UNION_MACS_RATIO,
+    UNPRUNED_PARAMS, UNPRUNED_MACS, PRUNED_AGREEMENT, TRAIN_LOSS, SHARING_LOSS, SHARING_WEIGHT,
+    ENFORCED_SWITCHES_OFF, RESUMED_FROM_EPOCH,
+)
+
+# Per-domain metrics: domain_metric(VAL_ACC, "svhn") -> "val_acc/svhn".
 VAL_ACC = "val_acc"
 TEST_ACC = "test_acc"
 DOMAIN_TRAIN_LOSS = "train_loss"
@@ -38,7 +55,9 @@ PARAMS_RATIO = "params_ratio"
 MACS_RATIO = "macs_ratio"
 DUAL = "dual"  # Lagrange multiplier of the domain's budget constraint
 
-PER_DOMAIN = (VAL_ACC, DOMAIN_TRAIN_LOSS, USAGE, SWITCHES_ON, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, DUAL)
+PER_DOMAIN: tuple[str, ...] = (
+    VAL_ACC, TEST_ACC, DOMAIN_TRAIN_LOSS, USAGE, SWITCHES_ON, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, DUAL,
+)
 
 
 def domain_metric(name: str, domain: str) -> str:
@@ -52,22 +71,103 @@ def split_domain_metric(key: str) -> tuple[str, str] | None:
     return (name, domain) if sep else None
 
 
-# metrics.json layout (written by bap.train, read by sweeps/ and analysis/).
-METRICS_FILE = "metrics.json"
-JSON_DOMAINS = "domains"  # {domain: {val_acc, usage, params, macs, ...}}
-JSON_UNION = "union"  # {params, macs, params_ratio, macs_ratio}
-JSON_REFERENCE = "reference"  # {params, macs}: one single-domain ResNet-26 with its head
-JSON_CONFIG = "config"
+def is_known_metric(key: str) -> bool:
+    """True if ``key`` is a flat metric or a per-domain metric of this vocabulary."""
+    split = split_domain_metric(key)
+    return key in FLAT_METRICS if split is None else split[0] in PER_DOMAIN and bool(split[1])
 
-# MLflow tags that mark sweep structure.
+
+def is_finished(metrics: Mapping[str, Any]) -> bool:
+    """A trial finished when it reported its final, budget-enforced and pruned metrics: ``pruned_agreement``.
+
+    The one rule for the whole project (the scheduler, the searcher, MLflow's run status, the summary, the analysis):
+    a trial stopped early, failed or still running has not reported it.
+    """
+    value = metrics.get(PRUNED_AGREEMENT)
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(float(value))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metrics.json (written by bap.train, read by sweeps/ and analysis/)
+# ---------------------------------------------------------------------------------------------------------------
+METRICS_FILE = "metrics.json"
+JSON_DOMAINS = "domains"  # {domain: {val_acc, usage, params, macs, ..., enforced_switches_off}}
+JSON_UNION = "union"  # the pruned network: COST_KEYS
+JSON_REFERENCE = "reference"  # one single-domain network with its head: params, macs, flops
+JSON_UNPRUNED = "unpruned"  # every switch on, all domains' BNs and heads: params, macs, flops, ratios
+JSON_CONFIG = "config"  # the run's TrainConfig
+JSON_INPUT_SIZE = "input_size"  # (C, H, W) the costs were counted at
+JSON_HISTORY = "history"  # every epoch's flat metrics
+JSON_BACKBONE = "backbone"  # the backbone checkpoint the run started from
+JSON_WALL_SECONDS = "wall_seconds"
+# Keys inside JSON_UNION / JSON_REFERENCE / JSON_UNPRUNED.
+COST_PARAMS = "params"
+COST_MACS = "macs"
+COST_FLOPS = "flops"
+COST_PARAMS_RATIO = "params_ratio"
+COST_MACS_RATIO = "macs_ratio"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run folders
+# ---------------------------------------------------------------------------------------------------------------
+TRAIN_DIR = "train"  # a sweep trial's training outputs, inside its Tune trial folder
+PRUNED_DIR = "pruned"  # the pruned model (bap.save_pruned), inside a run's output folder
+CHECKPOINTS_DIR = "checkpoints"  # per-epoch checkpoints, inside a run's output folder
+ARCHITECTURE_FILE = "architecture.json"  # the pruned architecture, inside PRUNED_DIR
+WEIGHTS_FILE = "model.pt"  # the pruned weights, inside PRUNED_DIR
+TRIAL_CONFIG_FILE = "trial_config.json"  # a sweep trial's resolved training config, inside TRAIN_DIR
+SWEEP_FILE = "sweep.yaml"  # the resolved sweep configuration: next to the Tune results and on the parent run
+SUMMARY_FILE = "summary.json"  # the end-of-sweep summary, an artifact of the parent run
+ERROR_FILE = "error.txt"  # a failed trial's traceback, an artifact of its run (Tune writes one of this name too)
+
+# ---------------------------------------------------------------------------------------------------------------
+# MLflow: tags that mark the sweep's structure (users filter on them in the UI: their values never change)
+# ---------------------------------------------------------------------------------------------------------------
+TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own nested-run tag
 TAG_SWEEP_ID = "bap.sweep_id"
-TAG_ROLE = "bap.role"  # "sweep" (parent) or "trial" (child)
+TAG_ROLE = "bap.role"  # ROLE_SWEEP (parent) or ROLE_TRIAL (child)
 ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
 TAG_TRIAL_ID = "bap.trial_id"  # Ray Tune trial id
 TAG_PRESET = "bap.preset"
+TAG_MODE = "bap.mode"
+TAG_OBJECTIVE = "bap.objective"
 TAG_BUDGET = "bap.budget"
 TAG_SHARING = "bap.sharing"
+TAG_OPTUNA_STUDY = "bap.optuna_study"
+TAG_OPTUNA_TRIAL = "bap.optuna_trial"
+TAG_RESTARTS = "bap.restarts"
+TAG_ORPHANED = "bap.orphaned"
+TAG_PREVIOUS_TRIAL = "bap.previous_trial_id"  # a trial that took over a dead driver's unrecorded trial
+TAG_STOPPED_EARLY = "bap.stopped_early"
+TAG_ERROR = "bap.error"
+TAG_TRAIN_DIR = "bap.train_dir"
+TAG_RESUMED_AT = "bap.resumed_at"
+
+MLFLOW_TAGS: tuple[str, ...] = (
+    TAG_PARENT_RUN, TAG_SWEEP_ID, TAG_ROLE, TAG_TRIAL_ID, TAG_PRESET, TAG_MODE, TAG_OBJECTIVE, TAG_BUDGET,
+    TAG_SHARING, TAG_OPTUNA_STUDY, TAG_OPTUNA_TRIAL, TAG_RESTARTS, TAG_ORPHANED, TAG_PREVIOUS_TRIAL,
+    TAG_STOPPED_EARLY, TAG_ERROR, TAG_TRAIN_DIR, TAG_RESUMED_AT,
+)
+
+# ---------------------------------------------------------------------------------------------------------------
+# A sweep trial's config: keys the sweep adds beside the TrainConfig fields; Optuna user attributes
+# ---------------------------------------------------------------------------------------------------------------
+OPTUNA_TRIAL_KEY = "optuna_trial"  # the Optuna trial number
+OPTUNA_STUDY_KEY = "optuna_study"  # the study name
+RESUME_TRIAL_KEY = "resume_trial"  # set when a new Tune trial adopts an Optuna trial a dead driver's trial ran
+TRIAL_META_KEYS: tuple[str, ...] = (OPTUNA_TRIAL_KEY, OPTUNA_STUDY_KEY, RESUME_TRIAL_KEY)
+
+ATTR_TUNE_TRIAL = "tune_trial_id"  # the Ray Tune trial id that ran this Optuna trial
+ATTR_PREVIOUS_TUNE_TRIAL = "previous_tune_trial_id"  # set on adoption: the dead driver's Tune trial id
+ATTR_STOPPED_AT_EPOCH = "stopped_at_epoch"  # a trial stopped early (PRUNED): the epoch it stopped at
+ATTR_FAIL_REASON = "fail_reason"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Defaults shared by the sweep (where it writes) and the analysis (where it reads)
+# ---------------------------------------------------------------------------------------------------------------
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+DEFAULT_EXPERIMENT = "decathlon"
 
 
 def param_text(config: Mapping[str, Any], prefix: str = "", max_len: int | None = None) -> dict[str, str]:

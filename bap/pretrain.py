@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bap.config import TrainConfig
 from bap.data import DomainData, prepare_batch
 from bap.data.cache import user_cache_dir
 from bap.model import MultiDomainResNet26
@@ -120,3 +121,11 @@ def pretrain_backbone(
     torch.save(model.backbone_state(next(iter(datasets))), tmp)
     os.replace(tmp, path)  # atomic: concurrent trials never read a half-written file
     return path
+
+
+def ensure_backbone(config: TrainConfig, datasets: Mapping[str, DomainData], *, log: bool = True) -> Path:
+    """The backbone a run of ``config`` starts from when it gives none: pretrained on ``datasets`` with the run's
+    settings (:data:`bap.config.BACKBONE_FIELDS`), or found in the cache."""
+    return pretrain_backbone(datasets, width=config.width, blocks=config.blocks, epochs=config.pretrain_epochs,
+                             lr=config.pretrain_lr, batch_size=config.batch_size, seed=config.seed,
+                             device=config.device, cache_dir=config.cache_dir, log=log)

@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bap import metrics as M
 from bap.model import DomainBatchNorm2d, MultiDomainResNet26
 from bap.switches import conv_output_size
 
-ARCHITECTURE_FILE = "architecture.json"
-WEIGHTS_FILE = "model.pt"
+ARCHITECTURE_FILE = M.ARCHITECTURE_FILE
+WEIGHTS_FILE = M.WEIGHTS_FILE
 FORMAT_VERSION = 1
 
 

@@ -1,4 +1,5 @@
-"""The training entry point the CLI and every sweep trial call: ``TrainConfig``, ``train`` and the data's domains.
+"""The training entry point the CLI and every sweep trial call: ``TrainConfig``, ``train`` and the data's domains
+(it satisfies :class:`bap.entrypoint.TrainingEntryPoint`).
 
 Light to import -- torch loads when a run starts -- so the sweep driver validates every configuration without
 importing torch. The training loop itself, and what a run does, is :mod:`bap.training`.
@@ -6,17 +7,16 @@ importing torch. The training loop itself, and what a run does, is :mod:`bap.tra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bap.config import TrainConfig
 from bap.data.load import available_domains
+from bap.entrypoint import Report
 
 if TYPE_CHECKING:
     from bap.data import DomainData
-
-Report = Callable[[dict[str, float], Path], None]
 
 __all__ = ["Report", "TrainConfig", "available_domains", "latest_checkpoint", "train"]
 

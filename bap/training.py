@@ -32,12 +32,13 @@ import torch.nn.functional as F
 
 from bap import metrics as M
 from bap.config import TrainConfig
-from bap.cost import count_cost, reference_cost, switch_costs
+from bap.cost import Cost, count_cost, reference_cost, switch_costs, unpruned_cost
 from bap.data import DomainData, load_data, prepare_batch
+from bap.entrypoint import Report
 from bap.evaluate import accuracies, predict
 from bap.losses import BudgetConstraint, SharingLoss, usage
 from bap.model import MultiDomainResNet26
-from bap.pretrain import pretrain_backbone
+from bap.pretrain import ensure_backbone
 from bap.prune import prune, save_pruned
 from bap.runtime import (
     autocast,
@@ -50,11 +51,8 @@ from bap.runtime import (
 )
 from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
 from bap.switches import binarize
-from bap.train import Report
 
-CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
-PRUNED_DIR = "pruned"
 
 
 def select_datasets(config: TrainConfig, data: Mapping[str, DomainData] | None) -> dict[str, DomainData]:
@@ -122,13 +120,7 @@ class _Run:
             threshold=config.switch_threshold, switch_form=config.switch_form,  # type: ignore[arg-type]
             train_backbone=config.train_backbone,
         )
-        backbone = config.pretrained
-        if backbone is None and config.pretrain_epochs > 0:
-            backbone = str(pretrain_backbone(
-                datasets, width=config.width, blocks=config.blocks, epochs=config.pretrain_epochs,
-                lr=config.pretrain_lr, batch_size=config.batch_size, seed=config.seed, device=config.device,
-                cache_dir=config.cache_dir,
-            ))
+        backbone = str(ensure_backbone(config, datasets)) if config.needs_pretraining else config.pretrained
         if backbone is not None:
             model.load_backbone(backbone)
         self.backbone = backbone
@@ -156,6 +148,7 @@ class _Run:
         self.train_images = {n: d.train.images.to(device) for n, d in datasets.items()}
         self.train_labels = {n: d.train.labels.to(device) for n, d in datasets.items()}
         self.history: list[dict[str, float]] = []
+        self.unpruned = unpruned_cost(model, self.input_size)
         self.start_epoch = 0
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
@@ -273,6 +266,7 @@ class _Run:
             M.UNION_PARAMS: float(union.params), M.UNION_MACS: float(union.macs),
             M.UNION_PARAMS_RATIO: union.params / reference.params, M.UNION_MACS_RATIO: union.macs / reference.macs,
             M.SHARING_WEIGHT: self.sharing.weight,
+            M.UNPRUNED_PARAMS: float(self.unpruned.params), M.UNPRUNED_MACS: float(self.unpruned.macs),
         })
         return out, predictions
 
@@ -284,7 +278,7 @@ class _Run:
 
 
 def _save_checkpoint(run: _Run, out_dir: Path, epoch: int) -> Path:
-    root = out_dir / CHECKPOINT_DIR
+    root = out_dir / M.CHECKPOINTS_DIR
     directory = root / f"epoch_{epoch:04d}"
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(run.state_dict(epoch), directory / CHECKPOINT_FILE)
@@ -296,7 +290,7 @@ def _save_checkpoint(run: _Run, out_dir: Path, epoch: int) -> Path:
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     """The newest checkpoint directory under ``out_dir``, if any."""
-    found = sorted((Path(out_dir) / CHECKPOINT_DIR).glob(f"epoch_*/{CHECKPOINT_FILE}"))
+    found = sorted((Path(out_dir) / M.CHECKPOINTS_DIR).glob(f"epoch_*/{CHECKPOINT_FILE}"))
     return found[-1].parent if found else None
 
 
@@ -358,7 +352,7 @@ def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapp
         total += len(pruned_predictions)
     agreement = agree / max(total, 1)
     final[M.PRUNED_AGREEMENT] = agreement
-    save_pruned(pruned, out_dir / PRUNED_DIR)
+    save_pruned(pruned, out_dir / M.PRUNED_DIR)
     test_predictions = {n: predict(pruned, d, "test", device=run.device, batch_size=run.config.eval_batch_size)
                         for n, d in run.datasets.items() if len(d.test.labels)}
     test_accs = accuracies(test_predictions, run.datasets, "test")
@@ -369,7 +363,7 @@ def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapp
                  (M.VAL_ACC, M.USAGE, M.SWITCHES_ON, M.PARAMS, M.MACS, M.PARAMS_RATIO, M.MACS_RATIO, M.DUAL)}
         entry[M.PARAMS] = int(entry[M.PARAMS])
         entry[M.MACS] = int(entry[M.MACS])
-        entry["enforced_switches_off"] = enforced.get(name, 0)
+        entry[M.ENFORCED_SWITCHES_OFF] = enforced.get(name, 0)
         if name in test_accs:
             entry[M.TEST_ACC] = test_accs[name]
         domains[name] = entry
@@ -378,19 +372,28 @@ def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapp
         M.MEAN_VAL_ACC: final[M.MEAN_VAL_ACC],
         M.SCORE: None if math.isnan(final[M.SCORE]) else final[M.SCORE],
         M.JSON_DOMAINS: domains,
-        M.JSON_UNION: {"params": union.params, "macs": union.macs, "flops": union.flops,
-                       "params_ratio": union.params / reference.params, "macs_ratio": union.macs / reference.macs},
-        M.JSON_REFERENCE: {"params": reference.params, "macs": reference.macs, "flops": reference.flops},
+        M.JSON_UNION: _cost_entry(union, reference),
+        M.JSON_REFERENCE: _cost_entry(reference),
+        M.JSON_UNPRUNED: _cost_entry(run.unpruned, reference),
         M.PRUNED_AGREEMENT: agreement,
         M.ENFORCED_SWITCHES_OFF: int(sum(enforced.values())),
-        "input_size": list(run.input_size),
-        "backbone": run.backbone,
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "history": [*run.history, dict(final)],
+        M.JSON_INPUT_SIZE: list(run.input_size),
+        M.JSON_BACKBONE: run.backbone,
+        M.JSON_WALL_SECONDS: round(time.perf_counter() - started, 2),
+        M.JSON_HISTORY: [*run.history, dict(final)],
         M.JSON_CONFIG: run.config.to_dict(),
     }
     (out_dir / M.METRICS_FILE).write_text(json.dumps(result, indent=1))
     return result
+
+
+def _cost_entry(cost: Cost, reference: Cost | None = None) -> dict[str, float]:
+    """A cost as metrics.json holds it: params, MACs, FLOPs and, given the reference, the two ratios."""
+    entry: dict[str, float] = {M.COST_PARAMS: cost.params, M.COST_MACS: cost.macs, M.COST_FLOPS: cost.flops}
+    if reference is not None:
+        entry[M.COST_PARAMS_RATIO] = cost.params / reference.params
+        entry[M.COST_MACS_RATIO] = cost.macs / reference.macs
+    return entry
 
 
 def _summary_line(m: Mapping[str, float], epochs: int) -> str:

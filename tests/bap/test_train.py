@@ -40,6 +40,29 @@ def test_tiny_run_keeps_the_budget_and_prunes_exactly(tmp_path, mini_data):
     assert (reports[-1][1] / "state.pt").is_file()
 
 
+def test_every_reported_metric_and_metrics_json_key_is_in_the_vocabulary(tmp_path, mini_data):
+    """A metric bap.train reports (or a metrics.json key it writes) that bap.metrics does not know fails here, not as
+    a NaN column in a report."""
+    reports = []
+    result = train(TrainConfig(budget=0.5, sharing="union", **{**TINY_RUN, "epochs": 1}), tmp_path,
+                   data=mini_data, report=lambda m, c: reports.append(m))
+    unknown = sorted({k for m in reports for k in m if not M.is_known_metric(k)})
+    assert not unknown, f"metrics missing from bap.metrics: {unknown}"
+    assert M.is_finished(reports[-1]) and not any(M.is_finished(m) for m in reports[:-1])
+    known_json = {M.BUDGET, M.MEAN_VAL_ACC, M.SCORE, M.PRUNED_AGREEMENT, M.ENFORCED_SWITCHES_OFF, M.JSON_DOMAINS,
+                  M.JSON_UNION, M.JSON_REFERENCE, M.JSON_UNPRUNED, M.JSON_CONFIG, M.JSON_INPUT_SIZE, M.JSON_HISTORY,
+                  M.JSON_BACKBONE, M.JSON_WALL_SECONDS}
+    assert set(result) == known_json
+    costs = {M.COST_PARAMS, M.COST_MACS, M.COST_FLOPS, M.COST_PARAMS_RATIO, M.COST_MACS_RATIO}
+    assert set(result[M.JSON_UNION]) == set(result[M.JSON_UNPRUNED]) == costs
+    assert set(result[M.JSON_REFERENCE]) == {M.COST_PARAMS, M.COST_MACS, M.COST_FLOPS}
+    for entry in result[M.JSON_DOMAINS].values():
+        assert set(entry) <= {*M.PER_DOMAIN, M.ENFORCED_SWITCHES_OFF}
+    unpruned = result[M.JSON_UNPRUNED]
+    assert unpruned[M.COST_MACS_RATIO] == 1.0 and unpruned[M.COST_PARAMS_RATIO] > 1.0  # every domain's BNs, heads
+    assert reports[-1][M.UNPRUNED_PARAMS] == unpruned[M.COST_PARAMS]
+
+
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, mini_data):
     config = TrainConfig(budget=0.5, sharing="union", **{**TINY_RUN, "epochs": 3})
     straight = train(config, tmp_path / "straight", data=mini_data)
