@@ -4,7 +4,8 @@ accuracy against params and MACs, and write the report (PNG, HTML, Markdown) -- 
 Modules, in the order data flows: :mod:`analysis.load` (MLflow / Tune -> records) -> :mod:`analysis.table` (the trial
 table, Parquet) -> :mod:`analysis.pareto` (fronts, hypervolume) -> :mod:`analysis.fronts` (per target and budget) ->
 :mod:`analysis.plots` / :mod:`analysis.summary` (renderers) -> :mod:`analysis.report` (CLI, ``build_report``).
-Heavy dependencies (MLflow, matplotlib, plotly, torch) are imported only where used.
+Heavy dependencies (MLflow, matplotlib, plotly) are imported only where used; torch only by
+:mod:`analysis.synthetic` when it writes a sweep (reading and reporting need none).
 """
 
 from analysis.errors import AnalysisError

@@ -54,7 +54,8 @@ MAX_BUDGET_GROUPS = 8
 
 # Long-format point columns.
 TARGET, TRIAL, BUDGET_GROUP = "target", "trial", "budget_group"
-ACCURACY, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO = "accuracy", "params", "macs", "params_ratio", "macs_ratio"
+ACCURACY = "accuracy"
+PARAMS, MACS, PARAMS_RATIO, MACS_RATIO = M.PARAMS, M.MACS, M.PARAMS_RATIO, M.MACS_RATIO  # a target's cost columns
 # Objective sets: name -> cost columns (accuracy is always maximised).
 COST_OBJECTIVES: dict[str, tuple[str, ...]] = {
     "params": (PARAMS_RATIO,),

@@ -7,8 +7,12 @@ Both readers return the same columns and values for the same sweep:
   ``bap.role`` tags -- and takes each run's latest metric values, its params and its status.
 * :func:`load_tune` reads every trial folder of a Tune experiment: ``params.json`` (the trial's configuration) and
   ``result.json`` (one JSON line per report), keeping each metric's latest value like MLflow does. Tune does not
-  record why a trial ended, so its status is derived: ``FINISHED`` when the final (pruned) metrics were reported,
-  ``FAILED`` when the folder holds Tune's ``error.txt``, else ``KILLED`` (stopped early by the scheduler).
+  record why a trial ended, so its status is derived: ``FINISHED`` when the trial finished
+  (:func:`bap.metrics.is_finished`: its final, pruned metrics were reported), ``FAILED`` when the folder holds
+  Tune's ``error.txt``, else ``KILLED`` (stopped early by the scheduler).
+
+Both drop Ray Tune's own result keys (:data:`TUNE_RESULT_KEYS`: ``training_iteration``, ``time_total_s``, ...) and
+keep every other metric; :func:`analysis.table.build_table` decides the columns.
 
 Conventions of the sweep (``sweeps/``): one MLflow parent run per sweep (tags ``bap.role=sweep``, ``bap.sweep_id``),
 one child run per Tune trial (``bap.role=trial``, ``bap.sweep_id``, ``bap.trial_id``, ``mlflow.parentRunId``); Tune
@@ -18,7 +22,6 @@ results under ``<storage>/<sweep id>/<trial folder>/``.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from bap import metrics as M
 __all__ = [
     "PARENT_RUN_TAG",
     "SweepRef",
+    "TUNE_RESULT_KEYS",
     "find_sweep",
     "find_tune_experiments",
     "load_mlflow",
@@ -51,8 +55,16 @@ __all__ = [
     "tune_records",
 ]
 
-PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag
+PARENT_RUN_TAG = M.TAG_PARENT_RUN  # MLflow's own nested-run tag (the old name, kept for callers)
 PAGE_SIZE = 1000
+# Ray Tune's own keys in every result (result.json) -- not training metrics. The sweep forwards results to MLflow
+# minus most of these, so both readers drop them all and give the same columns.
+TUNE_RESULT_KEYS = frozenset({
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "done", "iterations_since_restore",
+    "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total", "should_checkpoint",
+    "trial_id", "date", "hostname", "node_ip", "experiment_tag", "experiment_id", "checkpoint_dir_name",
+    "warmup_time",
+})
 _RESULT_FILE = "result.json"
 _PARAMS_FILE = "params.json"
 _ERROR_FILES = ("error.txt", "error.pkl")
@@ -103,6 +115,11 @@ def _client(tracking_uri: str) -> Any:
                                 "--tracking-uri (sweeps default to sqlite:///mlruns.db in the folder they ran in).")
 
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _training_metrics(values: Mapping[str, float]) -> dict[str, float]:
+    """A run's metrics without Ray Tune's bookkeeping (:data:`TUNE_RESULT_KEYS`); every other key is kept."""
+    return {k: v for k, v in values.items() if k not in TUNE_RESULT_KEYS}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -204,7 +221,7 @@ def find_sweep(
 def trial_filter(ref: SweepRef) -> str:
     """The ``search_runs`` filter that selects the sweep's child runs."""
     if ref.parent_run_id:
-        return f"tags.{PARENT_RUN_TAG} = {_quote(ref.parent_run_id)}"
+        return f"tags.{M.TAG_PARENT_RUN} = {_quote(ref.parent_run_id)}"
     filter_string = f"tags.`{M.TAG_ROLE}` = {_quote(M.ROLE_TRIAL)}"
     if ref.sweep_id:
         filter_string += f" and tags.`{M.TAG_SWEEP_ID}` = {_quote(ref.sweep_id)}"
@@ -227,7 +244,7 @@ def mlflow_records(ref: SweepRef, *, page_size: int = PAGE_SIZE) -> list[TrialRe
                 sweep_id=tags.get(M.TAG_SWEEP_ID) or ref.sweep_id or "",
                 trial_id=tags.get(M.TAG_TRIAL_ID) or run.info.run_name or run.info.run_id,
                 status=run.info.status,
-                metrics=dict(run.data.metrics),
+                metrics=_training_metrics(run.data.metrics),
                 config=dict(run.data.params),
                 run_id=run.info.run_id,
             )
@@ -319,7 +336,7 @@ def _read_results(path: Path) -> tuple[dict[str, float], str | None]:
             for key, value in row.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     latest[key] = float(value)
-    return latest, trial_id
+    return _training_metrics(latest), trial_id
 
 
 def tune_records(experiment_dir: str | Path) -> list[TrialRecord]:
@@ -337,7 +354,7 @@ def tune_records(experiment_dir: str | Path) -> list[TrialRecord]:
         if trial_id is None:
             match = _TRIAL_ID_IN_DIR.search(trial_dir.name)
             trial_id = (match.group(1) or match.group(2)) if match else trial_dir.name
-        if not math.isnan(metrics.get(M.PRUNED_AGREEMENT, math.nan)):
+        if M.is_finished(metrics):
             status = STATUS_FINISHED
         elif any((trial_dir / name).is_file() for name in _ERROR_FILES):
             status = STATUS_FAILED

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,14 +29,17 @@ from analysis.fronts import (
     ACCURACY,
     BUDGET_GROUP,
     MACS,
+    MACS_RATIO,
     PARAMS,
+    PARAMS_RATIO,
     TRIAL,
     ParetoData,
     Target,
 )
-from analysis.table import config_columns
+from analysis.table import REFERENCE_MACS, REFERENCE_PARAMS, STATUS, TRIAL_ID, config_columns
 from analysis.units import Unit, format_count, format_percent, format_ratio, macs_unit, params_unit
 from analysis.unpruned import ModelCosts
+from bap import metrics as M
 
 __all__ = ["FigureData", "Landmark", "Panel", "figure_data", "render_html", "render_png"]
 
@@ -148,8 +152,8 @@ def _landmarks(target: Target, points: pd.DataFrame, units: Mapping[str, Unit], 
                model: ModelCosts | None) -> list[Landmark]:
     from bap.score import FINETUNE_BASELINE_ACCURACY
 
-    ref_params = _constant(points["reference_params"].to_numpy(dtype=float))
-    ref_macs = _constant(points["reference_macs"].to_numpy(dtype=float))
+    ref_params = _constant(points[REFERENCE_PARAMS].to_numpy(dtype=float))
+    ref_macs = _constant(points[REFERENCE_MACS].to_numpy(dtype=float))
     if model is not None and ref_params is not None and abs(model.reference_params - ref_params) > 0.5:
         model = None  # counted for another architecture than the trials': do not draw it
     out = []
@@ -196,8 +200,8 @@ def _hover(points: pd.DataFrame, shown: np.ndarray, table: pd.DataFrame | None, 
     sub = points.iloc[index]
     extra = config_columns(table)[:6] if table is not None else []
     config = table[extra].iloc[sub[TRIAL].to_numpy()] if extra else None
-    columns = [sub[c].to_numpy() for c in ("trial_id", "status", "budget", ACCURACY, PARAMS, "params_ratio", MACS,
-                                           "macs_ratio")]
+    columns = [sub[c].to_numpy() for c in (TRIAL_ID, STATUS, M.BUDGET, ACCURACY, PARAMS, PARAMS_RATIO, MACS,
+                                           MACS_RATIO)]
     settings = [config[c].to_numpy(dtype=object) for c in extra] if config is not None else []
     for i, (trial, status, budget, acc, params, p_ratio, macs, m_ratio, *values) in enumerate(zip(*columns, *settings)):
         lines = [
@@ -240,9 +244,9 @@ def figure_data(
     points = data.points_of(target)
     y_scale = 1.0 if t.is_score else 100.0
     units = {"params": params_unit(np.concatenate([points[PARAMS].to_numpy(dtype=float),
-                                                   points["reference_params"].to_numpy(dtype=float)])),
+                                                   points[REFERENCE_PARAMS].to_numpy(dtype=float)])),
              "macs": macs_unit(np.concatenate([points[MACS].to_numpy(dtype=float),
-                                               points["reference_macs"].to_numpy(dtype=float)]))}
+                                               points[REFERENCE_MACS].to_numpy(dtype=float)]))}
     y = points[ACCURACY].to_numpy(dtype=float) * y_scale
     groups = points[BUDGET_GROUP].to_numpy(dtype=object)
     panels = []
@@ -294,67 +298,55 @@ def _colours(groups: Sequence[str]) -> dict[str, str]:
 _LANDMARK_STYLE = {"baseline": ("#d62728", "--"), "unpruned": ("#7f7f7f", ":"), "finetune": ("#d62728", "")}
 
 
-def render_png(fig_data: FigureData, path: str | Path, *, dpi: int = 130) -> Path:
-    """Draw one target's two panels (accuracy vs params, vs MACs) to a PNG file.
+def _draw_png_panel(ax: Any, panel: Panel, fig_data: FigureData, colours: Mapping[str, str]) -> None:
+    """One matplotlib panel: trials by budget (front points outlined), the fronts, the landmarks, the axes."""
+    big = len(fig_data.y) > 5000
+    dominated = ~panel.on_front
+    for group in fig_data.group_order:
+        in_group = fig_data.groups == group
+        c = colours[group]
+        ax.scatter(panel.x[in_group & dominated], fig_data.y[in_group & dominated], s=22, color=c,
+                   alpha=0.45, linewidths=0, rasterized=big, zorder=2)
+        ax.scatter(panel.x[in_group & ~dominated], fig_data.y[in_group & ~dominated], s=46, color=c,
+                   edgecolors="black", linewidths=0.9, zorder=4)
+        if group in panel.budget_fronts:
+            bx, by = panel.budget_fronts[group]
+            ax.step(bx, by, where="post", color=c, linewidth=1.0, alpha=0.8, zorder=3)
+    fx, fy = panel.front
+    if len(fx):
+        ax.step(fx, fy, where="post", color="black", linewidth=1.8, zorder=3.5)
+    for mark in fig_data.landmarks:
+        x = _landmark_x(mark, panel)
+        if x is None:
+            continue
+        colour, style = _LANDMARK_STYLE[mark.kind]
+        if mark.accuracy is None:
+            ax.axvline(x, color=colour, linestyle=style, linewidth=1.3, zorder=1)
+        else:
+            ax.scatter([x], [mark.accuracy], marker="*", s=190, color=colour, edgecolors="black",
+                       linewidths=0.6, zorder=5)
+    ax.set_xlabel(panel.x_label, fontsize=11)
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+    ax.tick_params(labelsize=10)
+    if panel.reference:
+        ref = panel.reference
+        top = ax.secondary_xaxis("top", functions=(lambda v, r=ref: v / r, lambda v, r=ref: v * r))
+        top.set_xlabel("cost ratio (× one single-domain ResNet-26)", fontsize=10)
+        top.tick_params(labelsize=9)
+    marks = [_landmark_x(m, panel) for m in fig_data.landmarks]
+    right = max([float(np.nanmax(panel.x)) if len(panel.x) else 0.0, *(m for m in marks if m is not None)])
+    ax.set_xlim(0, right * 1.06 if right > 0 else None)
 
-    Args:
-        fig_data: From :func:`figure_data`.
-        path: Output file; its folder is created.
-        dpi: Resolution.
 
-    Returns:
-        The path written.
-    """
-    import matplotlib
+def _landmark_x(mark: Landmark, panel: Panel) -> float | None:
+    """Where a landmark sits on a panel's cost axis (None: not on that panel)."""
+    return mark.params if panel.cost == "params" else mark.macs
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+
+def _png_legend(fig_data: FigureData, colours: Mapping[str, str]) -> list[Any]:
+    """Legend handles: budgets present, the fronts, faded trials, then the landmarks."""
     from matplotlib.lines import Line2D
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    colours = _colours(fig_data.group_order)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4), sharey=True, layout="constrained")
-    big = len(fig_data.y) > 5000
-    for ax, panel in zip(axes, fig_data.panels):
-        dominated = ~panel.on_front
-        for group in fig_data.group_order:
-            in_group = fig_data.groups == group
-            c = colours[group]
-            ax.scatter(panel.x[in_group & dominated], fig_data.y[in_group & dominated], s=22, color=c,
-                       alpha=0.45, linewidths=0, rasterized=big, zorder=2)
-            ax.scatter(panel.x[in_group & ~dominated], fig_data.y[in_group & ~dominated], s=46, color=c,
-                       edgecolors="black", linewidths=0.9, zorder=4)
-            if group in panel.budget_fronts:
-                bx, by = panel.budget_fronts[group]
-                ax.step(bx, by, where="post", color=c, linewidth=1.0, alpha=0.8, zorder=3)
-        fx, fy = panel.front
-        if len(fx):
-            ax.step(fx, fy, where="post", color="black", linewidth=1.8, zorder=3.5)
-        for mark in fig_data.landmarks:
-            x = mark.params if panel.cost == "params" else mark.macs
-            if x is None:
-                continue
-            colour, style = _LANDMARK_STYLE[mark.kind]
-            if mark.accuracy is None:
-                ax.axvline(x, color=colour, linestyle=style, linewidth=1.3, zorder=1)
-            else:
-                ax.scatter([x], [mark.accuracy], marker="*", s=190, color=colour, edgecolors="black",
-                           linewidths=0.6, zorder=5)
-        ax.set_xlabel(panel.x_label, fontsize=11)
-        ax.grid(True, alpha=0.3, linewidth=0.6)
-        ax.tick_params(labelsize=10)
-        if panel.reference:
-            ref = panel.reference
-            top = ax.secondary_xaxis("top", functions=(lambda v, r=ref: v / r, lambda v, r=ref: v * r))
-            top.set_xlabel("cost ratio (× one single-domain ResNet-26)", fontsize=10)
-            top.tick_params(labelsize=9)
-        marks = [m.params if panel.cost == "params" else m.macs for m in fig_data.landmarks]
-        right = max([float(np.nanmax(panel.x)) if len(panel.x) else 0.0, *(m for m in marks if m is not None)])
-        ax.set_xlim(0, right * 1.06 if right > 0 else None)
-    axes[0].set_ylabel(fig_data.y_label, fontsize=11)
-    axes[1].tick_params(labelleft=True)
-    fig.suptitle(f"{fig_data.title}\n{fig_data.note}", fontsize=12)
     handles = [Line2D([], [], marker="o", linestyle="", color=colours[g], markersize=7, label=f"budget {g}")
                for g in fig_data.group_order if (fig_data.groups == g).any()]
     handles += [
@@ -370,6 +362,35 @@ def render_png(fig_data: FigureData, path: str | Path, *, dpi: int = 130) -> Pat
         else:
             handles.append(Line2D([], [], marker="*", linestyle="", color=colour, markeredgecolor="black",
                                   markersize=12, label=mark.label))
+    return handles
+
+
+def render_png(fig_data: FigureData, path: str | Path, *, dpi: int = 130) -> Path:
+    """Draw one target's two panels (accuracy vs params, vs MACs) to a PNG file.
+
+    Args:
+        fig_data: From :func:`figure_data`.
+        path: Output file; its folder is created.
+        dpi: Resolution.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colours = _colours(fig_data.group_order)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4), sharey=True, layout="constrained")
+    for ax, panel in zip(axes, fig_data.panels):
+        _draw_png_panel(ax, panel, fig_data, colours)
+    axes[0].set_ylabel(fig_data.y_label, fontsize=11)
+    axes[1].tick_params(labelleft=True)
+    fig.suptitle(f"{fig_data.title}\n{fig_data.note}", fontsize=12)
+    handles = _png_legend(fig_data, colours)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9, frameon=False)
     if len(fig_data.y) == 0:
         for ax in axes:
@@ -377,6 +398,59 @@ def render_png(fig_data: FigureData, path: str | Path, *, dpi: int = 130) -> Pat
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def _html_panel_traces(f: FigureData, panel: Panel, col: int, colours: Mapping[str, str]) -> list[Any]:
+    """The plotly traces of one panel (hidden; the menu shows a target's): trials, the front, the landmarks."""
+    import plotly.graph_objects as go
+
+    traces: list[Any] = []
+    keep_dominated = f.shown & ~panel.on_front
+    scatter = go.Scattergl if f.shown.sum() > MAX_HTML_POINTS else go.Scatter
+    for group in f.group_order:
+        in_group = f.groups == group
+        if not in_group.any():
+            continue
+        for mask, opacity, size, line in ((in_group & keep_dominated, 0.35, 6, 0),
+                                          (in_group & panel.on_front, 1.0, 10, 1.2)):
+            traces.append(scatter(
+                x=panel.x[mask], y=f.y[mask], mode="markers", name=f"budget {group}",
+                legendgroup=group, showlegend=col == 1 and opacity == 1.0,
+                marker=dict(color=colours[group], size=size, opacity=opacity, line=dict(color="black", width=line)),
+                hovertext=f.hover[mask], hoverinfo="text", visible=False,
+            ))
+    fx, fy = panel.front
+    traces.append(go.Scatter(x=fx, y=fy, mode="lines", line=dict(color="black", width=2, shape="hv"),
+                             name="Pareto front (all budgets)", legendgroup="front", showlegend=col == 1,
+                             hoverinfo="skip", visible=False))
+    for mark in f.landmarks:
+        x = _landmark_x(mark, panel)
+        if x is not None:
+            traces.append(_html_landmark(mark, x, f, col))
+    return traces
+
+
+def _html_landmark(mark: Landmark, x: float, f: FigureData, col: int) -> Any:
+    """A landmark as a plotly trace: a vertical line over the accuracy range, or a star at its accuracy."""
+    import plotly.graph_objects as go
+
+    colour, style = _LANDMARK_STYLE[mark.kind]
+    common = dict(name=mark.label, legendgroup=mark.kind, showlegend=col == 1, hoverinfo="name", visible=False)
+    if mark.accuracy is None:
+        y0, y1 = (float(np.min(f.y)), float(np.max(f.y))) if len(f.y) else (0.0, 1.0)
+        return go.Scatter(x=[x, x], y=[y0, y1], mode="lines",
+                          line=dict(color=colour, dash="dash" if style == "--" else "dot"), **common)
+    return go.Scatter(x=[x], y=[mark.accuracy], mode="markers",
+                      marker=dict(symbol="star", size=16, color=colour, line=dict(color="black", width=1)), **common)
+
+
+def _html_layout(f: FigureData) -> dict[str, str]:
+    """The layout a target's menu entry sets: title with its note, axis labels."""
+    return {
+        "title.text": f"{html.escape(f.title)}<br><sup>{html.escape(f.note)}</sup>",
+        "xaxis.title.text": f.panels[0].x_label, "xaxis2.title.text": f.panels[1].x_label,
+        "yaxis.title.text": f.y_label,
+    }
 
 
 def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str = "Pareto fronts") -> Path:
@@ -393,62 +467,20 @@ def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str =
     Returns:
         The path written.
     """
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
     visibility: list[list[int]] = []  # trace indices per figure
-    layouts: list[dict] = []
     for f in figures:
         colours = _colours(f.group_order)
         start = len(fig.data)
-        hover = f.hover
         for col, panel in enumerate(f.panels, start=1):
-            keep_dominated = f.shown & ~panel.on_front
-            scatter = go.Scattergl if f.shown.sum() > MAX_HTML_POINTS else go.Scatter
-            for group in f.group_order:
-                in_group = f.groups == group
-                if not in_group.any():
-                    continue
-                for mask, opacity, size, line in ((in_group & keep_dominated, 0.35, 6, 0),
-                                                  (in_group & panel.on_front, 1.0, 10, 1.2)):
-                    fig.add_trace(scatter(
-                        x=panel.x[mask], y=f.y[mask], mode="markers", name=f"budget {group}",
-                        legendgroup=group, showlegend=col == 1 and opacity == 1.0,
-                        marker=dict(color=colours[group], size=size, opacity=opacity,
-                                    line=dict(color="black", width=line)),
-                        hovertext=hover[mask], hoverinfo="text", visible=False,
-                    ), row=1, col=col)
-            fx, fy = panel.front
-            fig.add_trace(go.Scatter(x=fx, y=fy, mode="lines", line=dict(color="black", width=2, shape="hv"),
-                                     name="Pareto front (all budgets)", legendgroup="front", showlegend=col == 1,
-                                     hoverinfo="skip", visible=False), row=1, col=col)
-            for mark in f.landmarks:
-                x = mark.params if panel.cost == "params" else mark.macs
-                if x is None:
-                    continue
-                colour, style = _LANDMARK_STYLE[mark.kind]
-                if mark.accuracy is None:
-                    y0, y1 = (float(np.min(f.y)), float(np.max(f.y))) if len(f.y) else (0.0, 1.0)
-                    trace = go.Scatter(x=[x, x], y=[y0, y1], mode="lines", name=mark.label,
-                                       line=dict(color=colour, dash="dash" if style == "--" else "dot"),
-                                       legendgroup=mark.kind, showlegend=col == 1, hoverinfo="name",
-                                       visible=False)
-                else:
-                    trace = go.Scatter(x=[x], y=[mark.accuracy], mode="markers", name=mark.label,
-                                       marker=dict(symbol="star", size=16, color=colour,
-                                                   line=dict(color="black", width=1)),
-                                       legendgroup=mark.kind, showlegend=col == 1, hoverinfo="name",
-                                       visible=False)
+            for trace in _html_panel_traces(f, panel, col, colours):
                 fig.add_trace(trace, row=1, col=col)
         visibility.append(list(range(start, len(fig.data))))
-        layouts.append({
-            "title.text": f"{html.escape(f.title)}<br><sup>{html.escape(f.note)}</sup>",
-            "xaxis.title.text": f.panels[0].x_label, "xaxis2.title.text": f.panels[1].x_label,
-            "yaxis.title.text": f.y_label,
-        })
+    layouts = [_html_layout(f) for f in figures]
     n = len(fig.data)
     buttons = []
     for f, traces, layout in zip(figures, visibility, layouts):
@@ -459,7 +491,7 @@ def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str =
     if figures:
         for i in visibility[0]:
             fig.data[i].visible = True
-        fig.update_layout({k: v for k, v in layouts[0].items()})
+        fig.update_layout(dict(layouts[0]))
     fig.update_layout(
         updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.18, yanchor="top")],
         template="plotly_white", height=620, margin=dict(t=120),

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +51,8 @@ from analysis.load import (
 from analysis.plots import figure_data, render_html, render_png
 from analysis.summary import SummaryData, render_markdown, summary_data
 from analysis.summary import render_html as summary_html
-from analysis.table import FINISHED, read_parquet, to_parquet
-from analysis.unpruned import ARCHITECTURE_PATH, ModelCosts, architecture_from_files, model_costs
+from analysis.table import read_parquet, to_parquet
+from analysis.unpruned import ModelCosts, model_costs
 from bap import metrics as M
 
 __all__ = ["ARTIFACT_PATH", "Report", "build_report", "check_metrics", "main"]
@@ -66,7 +65,7 @@ PNG_DIR = "png"
 HTML_FILE = "pareto.html"
 SUMMARY_MD = "summary.md"
 SUMMARY_HTML = "summary.html"
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"  # the sweeps' default
+DEFAULT_TRACKING_URI = M.DEFAULT_TRACKING_URI  # the sweeps' default (the old name, kept for callers)
 
 # What the fronts need: the union costs for mean/score, and per domain its accuracy and costs.
 REQUIRED_FLAT = (M.MEAN_VAL_ACC, M.UNION_PARAMS, M.UNION_MACS, M.UNION_PARAMS_RATIO, M.UNION_MACS_RATIO)
@@ -108,7 +107,6 @@ class _Loaded:
     source: str
     described: str  # for "no runs found" messages
     ref: SweepRef | None = None
-    tune_experiment: Path | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -137,7 +135,7 @@ def _load(tracking_uri: str | None, experiment: str | None, parent_run_id: str |
             notes.append(f"{tune_dir} holds {count} sweeps; this report is on the newest, {experiment_dir.name!r} "
                          "(choose another with --sweep-id).")
         return _Loaded(build_table(tune_records(experiment_dir)), f"Ray Tune experiment {experiment_dir}.",
-                       f"in the Tune experiment {experiment_dir}", tune_experiment=experiment_dir, notes=notes)
+                       f"in the Tune experiment {experiment_dir}", notes=notes)
     if not (experiment or parent_run_id or sweep_id):
         raise AnalysisError("say which sweep to report: --tracking-uri with --experiment (and optionally --sweep-id) "
                             "or --parent-run-id; or --tune-dir; or --table.")
@@ -188,37 +186,63 @@ def check_metrics(table: pd.DataFrame, described: str = "") -> list[str]:
     return notes
 
 
-def _model_costs(loaded: _Loaded, table: pd.DataFrame) -> tuple[ModelCosts | None, str | None]:
-    """Count the unpruned model from a finished trial's saved architecture, if one can be found."""
-    try:
-        files: tuple[Path, Path] | None = None
-        tmp = None
-        if loaded.tune_experiment is not None:
-            for arch in sorted(loaded.tune_experiment.glob(f"*/train/{ARCHITECTURE_PATH}")):
-                metrics = arch.parents[1] / M.METRICS_FILE
-                if metrics.is_file():
-                    files = (arch, metrics)
-                    break
-        elif loaded.ref is not None:
-            from mlflow import MlflowClient
+def _front_notes(data: ParetoData, table: pd.DataFrame, described: str, include_unfinished: bool) -> list[str]:
+    """Raise if the mean-accuracy front is empty (saying why); else notes on the trials it leaves out."""
+    if data.points_of(TARGET_MEAN).empty:
+        unfinished = data.left_out.get(TARGET_MEAN, {}).get("unfinished", 0)
+        if unfinished:
+            raise AnalysisError(f"the Pareto front is empty: none of the {len(table)} trials {described} "
+                                f"finished ({unfinished} stopped early or still running). Rerun with "
+                                "--include-unfinished to plot their latest metrics.")
+        raise AnalysisError(f"the Pareto front is empty: no trial {described} has finite "
+                            f"{M.MEAN_VAL_ACC}, {M.UNION_PARAMS_RATIO} and {M.UNION_MACS_RATIO}.")
+    notes = []
+    for target, left in data.left_out.items():
+        if left.get("unfinished") and target == TARGET_MEAN:
+            notes.append(f"{left['unfinished']} trial(s) stopped early or unfinished are left out (no enforced "
+                         "budget, no pruned model); --include-unfinished plots them.")
+    if include_unfinished:
+        notes.append("trials stopped early are included with their latest metrics (not budget-enforced).")
+    return notes
 
-            client = MlflowClient(tracking_uri=loaded.ref.tracking_uri)
-            finished = table[table[FINISHED] & table["run_id"].notna()]
-            if not finished.empty:
-                tmp = tempfile.TemporaryDirectory(prefix="bap-report-")
-                run_id = str(finished["run_id"].iloc[0])
-                arch = Path(client.download_artifacts(run_id, ARCHITECTURE_PATH, tmp.name))
-                metrics = Path(client.download_artifacts(run_id, M.METRICS_FILE, tmp.name))
-                files = (arch, metrics)
-        if files is None:
-            return None, "no saved architecture found: the unpruned multi-domain model is not marked."
-        config, input_size = architecture_from_files(*files)
-        if tmp is not None:
-            tmp.cleanup()
-        return model_costs(config, input_size), None
-    except Exception as exc:  # optional landmark: never fail the report for it
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        return None, f"the unpruned multi-domain model is not marked ({first})."
+
+def _write_data(out: Path, table: pd.DataFrame, data: ParetoData) -> dict[str, Path]:
+    """The trial table and the data behind the figures, as Parquet."""
+    return {
+        "table": to_parquet(table, out / TABLE_FILE),
+        "fronts": to_parquet(data.points, out / FRONTS_FILE),
+        "hypervolumes": to_parquet(data.hypervolumes, out / HYPERVOLUMES_FILE),
+    }
+
+
+def _write_figures(out: Path, data: ParetoData, table: pd.DataFrame, model: ModelCosts | None,
+                   title: str | None) -> dict[str, Path]:
+    """One PNG per target and the interactive page; returns the files by role (``png:<target>``, ``html``)."""
+    (out / PNG_DIR).mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    figures = []
+    for t in data.targets:
+        fig = figure_data(data, t.name, table=table, model=model)
+        figures.append(fig)
+        files[f"png:{t.name}"] = render_png(fig, out / PNG_DIR / f"{_safe(t.name)}.png")
+    files["html"] = render_html(figures, out / HTML_FILE, title=title or "Pareto fronts")
+    return files
+
+
+def _write_summary(out: Path, loaded: _Loaded, data: ParetoData, model: ModelCosts | None,
+                   files: dict[str, Path], notes: Sequence[str], title: str | None) -> SummaryData:
+    """``summary.md`` and ``summary.html``, linking the figures already in ``files`` (which it extends)."""
+    table = loaded.table
+    sweep_ids = sorted(set(table["sweep_id"].dropna())) if "sweep_id" in table else []
+    heading = title or f"Pareto report: {', '.join(sweep_ids) or 'sweep'}"
+    relative = [str(p.relative_to(out)) for k, p in files.items() if k.startswith("png:")] + [HTML_FILE, TABLE_FILE]
+    summary = summary_data(table, data, title=heading, source=loaded.source, model=model, figures=relative,
+                           notes=notes)
+    (out / SUMMARY_MD).write_text(render_markdown(summary))
+    images = {t.title: str(files[f"png:{t.name}"].relative_to(out)) for t in data.targets}
+    (out / SUMMARY_HTML).write_text(summary_html(summary, images))
+    files["summary_md"], files["summary_html"] = out / SUMMARY_MD, out / SUMMARY_HTML
+    return summary
 
 
 def build_report(
@@ -238,6 +262,8 @@ def build_report(
 
     Give one source: MLflow (``tracking_uri`` with ``experiment`` -- newest sweep in it, or ``sweep_id`` -- or
     ``parent_run_id``), a Tune folder (``tune_dir``, optionally ``sweep_id``) or a saved table (``table_path``).
+    Everything the report shows comes from the trial table (the unpruned model's size too: :mod:`analysis.unpruned`),
+    so no artifact is downloaded and torch is never imported.
 
     Args:
         out_dir: Report folder (created).
@@ -261,48 +287,15 @@ def build_report(
     table = loaded.table
     notes = list(loaded.notes) + check_metrics(table, loaded.described)
     data = pareto_data(table, include_unfinished=include_unfinished)
-    mean_points = data.points_of(TARGET_MEAN)
-    if mean_points.empty:
-        unfinished = data.left_out.get(TARGET_MEAN, {}).get("unfinished", 0)
-        if unfinished:
-            raise AnalysisError(f"the Pareto front is empty: none of the {len(table)} trials {loaded.described} "
-                                f"finished ({unfinished} stopped early or still running). Rerun with "
-                                "--include-unfinished to plot their latest metrics.")
-        raise AnalysisError(f"the Pareto front is empty: no trial {loaded.described} has finite "
-                            f"{M.MEAN_VAL_ACC}, {M.UNION_PARAMS_RATIO} and {M.UNION_MACS_RATIO}.")
-    for target, left in data.left_out.items():
-        if left.get("unfinished") and target == TARGET_MEAN:
-            notes.append(f"{left['unfinished']} trial(s) stopped early or unfinished are left out (no enforced "
-                         "budget, no pruned model); --include-unfinished plots them.")
-    if include_unfinished:
-        notes.append("trials stopped early are included with their latest metrics (not budget-enforced).")
-    model, model_note = _model_costs(loaded, table) if table_path is None else (None, None)
+    notes += _front_notes(data, table, loaded.described, include_unfinished)
+    model, model_note = model_costs(table)
     if model_note:
         notes.append(model_note)
 
     out = Path(out_dir)
-    (out / PNG_DIR).mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {
-        "table": to_parquet(table, out / TABLE_FILE),
-        "fronts": to_parquet(data.points, out / FRONTS_FILE),
-        "hypervolumes": to_parquet(data.hypervolumes, out / HYPERVOLUMES_FILE),
-    }
-    figures = []
-    for t in data.targets:
-        fig = figure_data(data, t.name, table=table, model=model)
-        figures.append(fig)
-        files[f"png:{t.name}"] = render_png(fig, out / PNG_DIR / f"{_safe(t.name)}.png")
-    files["html"] = render_html(figures, out / HTML_FILE, title=title or "Pareto fronts")
-    sweep_ids = sorted(set(table["sweep_id"].dropna())) if "sweep_id" in table else []
-    heading = title or f"Pareto report: {', '.join(sweep_ids) or 'sweep'}"
-    relative = [str(p.relative_to(out)) for k, p in files.items() if k.startswith("png:")] + [HTML_FILE, TABLE_FILE]
-    summary = summary_data(table, data, title=heading, source=loaded.source, model=model, figures=relative,
-                           notes=notes)
-    (out / SUMMARY_MD).write_text(render_markdown(summary))
-    images = {t.title: str(files[f"png:{t.name}"].relative_to(out)) for t in data.targets}
-    (out / SUMMARY_HTML).write_text(summary_html(summary, images))
-    files["summary_md"], files["summary_html"] = out / SUMMARY_MD, out / SUMMARY_HTML
-
+    files = _write_data(out, table, data)
+    files.update(_write_figures(out, data, table, model, title))
+    summary = _write_summary(out, loaded, data, model, files, notes, title)
     report = Report(out, table, data, summary, files, None, notes)
     if log_to_mlflow and loaded.ref is not None and loaded.ref.parent_run_id:
         report.logged_to = _log_artifacts(loaded.ref, out)

@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.fronts import ACROSS_BUDGETS, BUDGET_GROUP, TARGET, TARGET_MEAN, TARGET_SCORE, ParetoData
+from analysis.fronts import (
+    ACCURACY,
+    ACROSS_BUDGETS,
+    BUDGET_GROUP,
+    MACS_RATIO,
+    PARAMS_RATIO,
+    TARGET,
+    TARGET_MEAN,
+    TARGET_SCORE,
+    ParetoData,
+)
 from analysis.table import FINISHED, REFERENCE_MACS, REFERENCE_PARAMS, RUN_ID, STATUS, TRIAL_ID
 from analysis.units import GIGA, format_count, format_percent, format_ratio, macs_unit, params_unit
 from analysis.unpruned import ModelCosts
@@ -223,8 +233,8 @@ def _units_lines(s: SummaryData) -> list[str]:
         )
     ref = s.reference
     lines.append(
-        f"Hypervolume reference point: accuracy {ref.get('accuracy', 0):g} (score {ref.get('accuracy', 0):g}), "
-        f"params ratio {ref.get('params_ratio', math.nan):g}, MACs ratio {ref.get('macs_ratio', math.nan):g}; "
+        f"Hypervolume reference point: accuracy {ref.get(ACCURACY, 0):g} (score {ref.get(ACCURACY, 0):g}), "
+        f"params ratio {ref.get(PARAMS_RATIO, math.nan):g}, MACs ratio {ref.get(MACS_RATIO, math.nan):g}; "
         "volumes in accuracy (fraction) x ratio units; trials costing more than the reference add nothing."
     )
     return lines

@@ -9,16 +9,18 @@ What is written (conventions of ``sweeps/tracking.py`` and ``sweeps/trainable.py
 * MLflow (a SQLite store): one parent run (tags ``bap.role=sweep``, ``bap.sweep_id``) and one child run per trial
   (``bap.role=trial``, ``bap.sweep_id``, ``bap.trial_id``, ``bap.budget``, ``bap.sharing``, ``mlflow.parentRunId``),
   params = the shared training settings plus the trial's configuration, the flat per-epoch metrics of
-  :mod:`bap.metrics` logged with ``step = epoch``, ``metrics.json`` and ``pruned/architecture.json`` as artifacts of
-  finished trials, and the status the trial ended with.
+  :mod:`bap.metrics` logged with ``step = epoch`` (``unpruned_params`` / ``unpruned_macs`` and the sweep's
+  ``resumed_from_epoch`` included), ``metrics.json`` and ``pruned/architecture.json`` as artifacts of finished
+  trials, and the status the trial ended with.
 * Tune: ``<storage>/<sweep id>/<trial folder>/`` with ``params.json`` (the trial's configuration), ``result.json``
   (one line per epoch, Tune's bookkeeping keys included) and ``train/metrics.json`` + ``train/pruned/architecture.json``
   for finished trials; ``error.txt`` for failed ones.
 
-Costs are those of a real :class:`bap.model.MultiDomainResNet26` (counted with :mod:`bap.cost`), scaled per trial by
-a kept fraction near the budget; accuracies grow with the kept fraction, with noise, quantised like a finite
+Costs are those of a real :class:`bap.model.MultiDomainResNet26` (counted with :mod:`bap.cost`, imported only here,
+when a sweep is written: reading it back needs no torch), scaled per trial by a kept fraction near the budget; accuracies grow with the kept fraction, with noise, quantised like a finite
 validation set. Some trials are exact repeats (ties), some are stopped early (``KILLED``: no final metrics), one can
-fail. The values are made up; only their shape and bookkeeping are those of a sweep.
+fail. The values are made up; only their shape and bookkeeping are those of a sweep. ``unpruned_costs=False`` writes
+a sweep as it was logged before the unpruned costs were (no ``unpruned_*`` metrics, no ``metrics.json["unpruned"]``).
 """
 
 from __future__ import annotations
@@ -35,9 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.load import PARENT_RUN_TAG
 from analysis.table import STATUS_FAILED, STATUS_FINISHED, STATUS_KILLED, param_text
-from analysis.unpruned import ARCHITECTURE_PATH, METRICS_INPUT_SIZE
 from bap import metrics as M
 
 __all__ = ["DEFAULT_DOMAINS", "SyntheticSweep", "write_synthetic_sweep"]
@@ -77,10 +77,11 @@ class _Architecture:
     union_reference: tuple[int, int]
     conv: tuple[int, int]  # params, MACs of all switched convolutions
     extra_union_params: int  # every domain's BNs and heads
+    unpruned: tuple[int, int]  # params, MACs of the model with every switch on (bap.cost.unpruned_cost)
 
 
 def _architecture(domains: Mapping[str, int], width: float, blocks: int, size: int) -> _Architecture:
-    from bap.cost import count_layer_costs, reference_cost
+    from bap.cost import count_layer_costs, reference_cost, unpruned_cost
     from bap.model import MultiDomainResNet26
 
     model = MultiDomainResNet26(dict(domains), width=width, blocks=blocks)
@@ -97,13 +98,15 @@ def _architecture(domains: Mapping[str, int], width: float, blocks: int, size: i
     conv_params = sum(c.params for k, c in union.items() if k not in ("norms", "head"))
     conv_macs = sum(c.macs for k, c in union.items() if k not in ("norms", "head"))
     ref = reference_cost(model, None, input_size)
+    unpruned = unpruned_cost(model, input_size)
     return _Architecture(dict(model.config), input_size, domain_reference, domain_fixed, (ref.params, ref.macs),
-                         (conv_params, conv_macs), extra.params)
+                         (conv_params, conv_macs), extra.params, (unpruned.params, unpruned.macs))
 
 
-def _final_metrics(arch: _Architecture, budget: float, sharing: str, rng: np.random.Generator,
-                   epoch: int, epochs: int) -> dict[str, float]:
-    """The flat metrics of one epoch (bap.train's vocabulary); the last epoch is budget-enforced and pruned."""
+def _epoch_metrics(arch: _Architecture, budget: float, sharing: str, rng: np.random.Generator,
+                   epoch: int, epochs: int, unpruned_costs: bool = True) -> dict[str, float]:
+    """What a sweep trial reports for one epoch (bap.train's vocabulary, plus the sweep's ``resumed_from_epoch``);
+    the last epoch is budget-enforced and pruned."""
     from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
 
     progress = (epoch + 1) / epochs
@@ -147,10 +150,22 @@ def _final_metrics(arch: _Architecture, budget: float, sharing: str, rng: np.ran
     out[M.TRAIN_LOSS] = float(rng.uniform(1, 3))
     out[M.SHARING_LOSS] = float(rng.uniform(0, 1))
     out[M.SHARING_WEIGHT] = 1.0
+    if unpruned_costs:
+        out[M.UNPRUNED_PARAMS], out[M.UNPRUNED_MACS] = (float(v) for v in arch.unpruned)
+    out[M.RESUMED_FROM_EPOCH] = 0.0  # every trial runs fresh
     if epoch == epochs - 1:
         out[M.PRUNED_AGREEMENT] = 1.0
         out[M.ENFORCED_SWITCHES_OFF] = float(rng.integers(0, 5))
     return out
+
+
+def _cost_entry(params: float, macs: float, reference: tuple[int, int] | None = None) -> dict[str, float]:
+    """A cost as bap.train's metrics.json holds it: params, MACs, FLOPs and, given the reference, the ratios."""
+    entry: dict[str, float] = {M.COST_PARAMS: int(params), M.COST_MACS: int(macs), M.COST_FLOPS: 2 * int(macs)}
+    if reference is not None:
+        entry[M.COST_PARAMS_RATIO] = params / reference[0]
+        entry[M.COST_MACS_RATIO] = macs / reference[1]
+    return entry
 
 
 def _metrics_json(arch: _Architecture, final: Mapping[str, float], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,19 +174,19 @@ def _metrics_json(arch: _Architecture, final: Mapping[str, float], config: Mappi
     for d in arch.domain_reference:
         domains[d] = {name: final[M.domain_metric(name, d)] for name in
                       (M.VAL_ACC, M.USAGE, M.SWITCHES_ON, M.PARAMS, M.MACS, M.PARAMS_RATIO, M.MACS_RATIO, M.DUAL)}
-    ref_p, ref_m = arch.union_reference
-    return {
+    out = {
         M.BUDGET: final[M.BUDGET], M.MEAN_VAL_ACC: final[M.MEAN_VAL_ACC],
         M.SCORE: None if math.isnan(final[M.SCORE]) else final[M.SCORE],
         M.JSON_DOMAINS: domains,
-        M.JSON_UNION: {"params": int(final[M.UNION_PARAMS]), "macs": int(final[M.UNION_MACS]),
-                       "flops": 2 * int(final[M.UNION_MACS]), "params_ratio": final[M.UNION_PARAMS_RATIO],
-                       "macs_ratio": final[M.UNION_MACS_RATIO]},
-        M.JSON_REFERENCE: {"params": ref_p, "macs": ref_m, "flops": 2 * ref_m},
+        M.JSON_UNION: _cost_entry(final[M.UNION_PARAMS], final[M.UNION_MACS], arch.union_reference),
+        M.JSON_REFERENCE: _cost_entry(*arch.union_reference),
         M.PRUNED_AGREEMENT: 1.0,
-        METRICS_INPUT_SIZE: list(arch.input_size),
+        M.JSON_INPUT_SIZE: list(arch.input_size),
         M.JSON_CONFIG: dict(config),
     }
+    if M.UNPRUNED_PARAMS in final:
+        out[M.JSON_UNPRUNED] = _cost_entry(*arch.unpruned, arch.union_reference)
+    return out
 
 
 def _tune_line(trial_id: str, metrics: Mapping[str, float], config: Mapping[str, Any], iteration: int,
@@ -183,7 +198,7 @@ def _tune_line(trial_id: str, metrics: Mapping[str, float], config: Mapping[str,
         "done": done, "training_iteration": iteration, "trial_id": trial_id, "date": "2026-11-28_15-00-00",
         "time_this_iter_s": 1.5, "time_total_s": 1.5 * iteration, "pid": 4242, "hostname": "synthetic",
         "node_ip": "127.0.0.1", "config": dict(config), "time_since_restore": 1.5 * iteration,
-        "iterations_since_restore": iteration, "resumed_from_epoch": 0.0,
+        "iterations_since_restore": iteration,
     })
     return json.dumps(row)
 
@@ -198,6 +213,121 @@ def _metric(key: str, value: float, timestamp: int, step: int) -> Any:
     from mlflow.entities import Metric
 
     return Metric(key, value, timestamp, step)
+
+
+@dataclass
+class _Trial:
+    index: int
+    trial_id: str
+    budget: float
+    sharing: str
+    config: dict[str, Any]  # what Tune's params.json holds
+    history: list[dict[str, float]]  # one report per epoch
+    status: str
+
+
+@dataclass(frozen=True)
+class _MlflowSweep:
+    client: Any
+    experiment_id: str
+    parent_id: str
+
+
+_STATUS = {"finished": STATUS_FINISHED, "repeat": STATUS_FINISHED, "killed": STATUS_KILLED, "failed": STATUS_FAILED}
+
+
+def _plan(budgets: Sequence[float], trials_per_budget: int, repeats: int, killed: int,
+          failed: int) -> list[tuple[float, str]]:
+    """(budget, kind) per trial: finished ones per budget, then repeats, trials stopped early, failures."""
+    plan: list[tuple[float, str]] = [(b, "finished") for b in budgets for _ in range(trials_per_budget)]
+    plan += [(float(budgets[i % len(budgets)]), "repeat") for i in range(repeats)]
+    plan += [(float(budgets[-1 - i % len(budgets)]), "killed") for i in range(killed)]
+    plan += [(float(budgets[i % len(budgets)]), "failed") for i in range(failed)]
+    return plan
+
+
+def _trials(plan: Sequence[tuple[float, str]], arch: _Architecture, rng: np.random.Generator, sweep_id: str,
+            epochs: int, unpruned_costs: bool) -> list[_Trial]:
+    """Every trial's configuration and reports; a repeat copies an earlier trial's reports exactly."""
+    trials: list[_Trial] = []
+    for index, (budget, kind) in enumerate(plan):
+        sharing = str(rng.choice(_SHARING))
+        config: dict[str, Any] = {M.BUDGET: float(budget), "sharing": sharing}
+        if sharing != "none":
+            config["sharing_weight"] = float(np.exp(rng.uniform(np.log(0.01), np.log(10))))
+        config.update({"lr": float(np.exp(rng.uniform(np.log(0.005), np.log(0.2)))), M.OPTUNA_TRIAL_KEY: index,
+                       M.OPTUNA_STUDY_KEY: f"{sweep_id}/budget={budget:g}"})
+        if kind == "repeat":
+            history = trials[(index * 7) % len(trials)].history
+        else:
+            last = 1 if kind in ("killed", "failed") else epochs
+            history = [_epoch_metrics(arch, budget, sharing, rng, e, epochs, unpruned_costs) for e in range(last)]
+        trials.append(_Trial(index, f"5e1f0_{index:05d}", budget, sharing, config, history, _STATUS[kind]))
+    return trials
+
+
+def _open_mlflow(tracking_uri: str, experiment: str, sweep_id: str, artifact_root: str | Path | None,
+                 fixed: Mapping[str, Any]) -> _MlflowSweep:
+    """The experiment (created if missing) and the sweep's parent run, with the shared training settings."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        if artifact_root is None and tracking_uri.startswith("sqlite:///"):
+            artifact_root = Path(tracking_uri[len("sqlite:///"):]).parent / "mlruns"
+        location = (Path(artifact_root) / experiment).resolve().as_uri() if artifact_root is not None else None
+        experiment_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        experiment_id = exp.experiment_id
+    parent = client.create_run(experiment_id, run_name=sweep_id, tags={
+        M.TAG_SWEEP_ID: sweep_id, M.TAG_ROLE: M.ROLE_SWEEP, M.TAG_PRESET: "synthetic"})
+    parent_id = parent.info.run_id
+    client.log_batch(parent_id, params=[_param(k, v) for k, v in param_text({"train": fixed}).items()])
+    return _MlflowSweep(client, experiment_id, parent_id)
+
+
+def _write_tune_trial(experiment_dir: Path, trial: _Trial, arch: _Architecture, fixed: Mapping[str, Any]) -> Path:
+    """The trial's Tune folder: params.json, result.json, error.txt or train/ outputs. Returns its train/ folder."""
+    trial_dir = experiment_dir / (f"run_trial_{trial.trial_id}_{trial.index}_budget={trial.budget:.4f},"
+                                  f"sharing={trial.sharing}_2026-11-28")
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "params.json").write_text(json.dumps(trial.config, indent=2))
+    n = len(trial.history)
+    lines = [_tune_line(trial.trial_id, h, trial.config, i + 1, i + 1 == n and trial.status == STATUS_FINISHED)
+             for i, h in enumerate(trial.history)]
+    (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
+    if trial.status == STATUS_FAILED:
+        (trial_dir / M.ERROR_FILE).write_text("RuntimeError: synthetic failure after epoch 1\n")
+    train_dir = trial_dir / M.TRAIN_DIR
+    if trial.status == STATUS_FINISHED:
+        (train_dir / M.PRUNED_DIR).mkdir(parents=True, exist_ok=True)
+        metrics_json = _metrics_json(arch, trial.history[-1], {**fixed, **trial.config})
+        (train_dir / M.METRICS_FILE).write_text(json.dumps(metrics_json))
+        (train_dir / M.PRUNED_DIR / M.ARCHITECTURE_FILE).write_text(json.dumps(
+            {"format_version": 1, "config": arch.config, "layers": {}}))
+    return train_dir
+
+
+def _log_mlflow_trial(mlflow: _MlflowSweep, trial: _Trial, sweep_id: str, fixed: Mapping[str, Any],
+                      train_dir: Path) -> None:
+    """One child run, as sweeps/tracking.py logs it: tags, params, per-epoch metrics, artifacts, final status."""
+    client = mlflow.client
+    tags = {M.TAG_PARENT_RUN: mlflow.parent_id, M.TAG_SWEEP_ID: sweep_id, M.TAG_ROLE: M.ROLE_TRIAL,
+            M.TAG_TRIAL_ID: trial.trial_id, M.TAG_BUDGET: f"{trial.budget:g}", M.TAG_SHARING: trial.sharing,
+            M.TAG_PRESET: "synthetic"}
+    run = client.create_run(mlflow.experiment_id, run_name=f"{trial.trial_id}-b{trial.budget:g}", tags=tags)
+    run_id = run.info.run_id
+    params = param_text({**fixed, **{k: v for k, v in trial.config.items() if k != M.OPTUNA_STUDY_KEY}})
+    client.log_batch(run_id, params=[_param(k, v) for k, v in params.items()])
+    stamp = int(time.time() * 1000)
+    metrics = [_metric(k, v, stamp, int(h[M.EPOCH])) for h in trial.history for k, v in h.items()]
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+    if trial.status == STATUS_FINISHED:
+        client.log_artifact(run_id, str(train_dir / M.METRICS_FILE))
+        client.log_artifact(run_id, str(train_dir / M.PRUNED_DIR / M.ARCHITECTURE_FILE), M.PRUNED_DIR)
+    client.set_terminated(run_id, status=trial.status)
 
 
 def write_synthetic_sweep(
@@ -218,6 +348,7 @@ def write_synthetic_sweep(
     input_px: int = 64,
     seed: int = 0,
     artifact_root: str | Path | None = None,
+    unpruned_costs: bool = True,
 ) -> SyntheticSweep:
     """Write one synthetic sweep to MLflow and to a Tune folder (module docstring).
 
@@ -239,6 +370,7 @@ def write_synthetic_sweep(
         input_px: Input size in pixels.
         seed: Random seed.
         artifact_root: Where a new experiment's artifacts go (default: ``mlruns/`` next to a SQLite file).
+        unpruned_costs: Log ``unpruned_params`` / ``unpruned_macs`` (False: a sweep as written before they were).
 
     Returns:
         Where the sweep was written.
@@ -246,85 +378,18 @@ def write_synthetic_sweep(
     rng = np.random.default_rng(seed)
     arch = _architecture(domains or DEFAULT_DOMAINS, width, blocks, input_px)
     fixed = {"data": "decathlon", "width": width, "blocks": blocks, "epochs": epochs, "device": "cpu"}
-    client, experiment_id, parent_id = None, "", ""
-    if tracking_uri is not None:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking_uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            if artifact_root is None and tracking_uri.startswith("sqlite:///"):
-                artifact_root = Path(tracking_uri[len("sqlite:///"):]).parent / "mlruns"
-            location = (Path(artifact_root) / experiment).resolve().as_uri() if artifact_root is not None else None
-            experiment_id = client.create_experiment(experiment, artifact_location=location)
-        else:
-            experiment_id = exp.experiment_id
-        parent = client.create_run(experiment_id, run_name=sweep_id, tags={
-            M.TAG_SWEEP_ID: sweep_id, M.TAG_ROLE: M.ROLE_SWEEP, M.TAG_PRESET: "synthetic"})
-        parent_id = parent.info.run_id
-        client.log_batch(parent_id, params=[_param(k, v) for k, v in param_text({"train": fixed}).items()])
+    mlflow = _open_mlflow(tracking_uri, experiment, sweep_id, artifact_root, fixed) if tracking_uri is not None else None
     experiment_dir = Path(storage_path) / sweep_id
     experiment_dir.mkdir(parents=True, exist_ok=True)
-
-    plan: list[tuple[float, str]] = [(b, "finished") for b in budgets for _ in range(trials_per_budget)]
-    plan += [(float(budgets[i % len(budgets)]), "repeat") for i in range(repeats)]
-    plan += [(float(budgets[-1 - i % len(budgets)]), "killed") for i in range(killed)]
-    plan += [(float(budgets[i % len(budgets)]), "failed") for i in range(failed)]
-    histories: list[list[dict[str, float]]] = []
-    for index, (budget, kind) in enumerate(plan):
-        trial_id = f"5e1f0_{index:05d}"
-        sharing = str(rng.choice(_SHARING))
-        config: dict[str, Any] = {M.BUDGET: float(budget), "sharing": sharing}
-        if sharing != "none":
-            config["sharing_weight"] = float(np.exp(rng.uniform(np.log(0.01), np.log(10))))
-        config.update({"lr": float(np.exp(rng.uniform(np.log(0.005), np.log(0.2)))), "optuna_trial": index,
-                       "optuna_study": f"{sweep_id}/budget={budget:g}"})
-        if kind == "repeat":
-            history = histories[(index * 7) % len(histories)]
-        else:
-            last = 1 if kind in ("killed", "failed") else epochs
-            history = [_final_metrics(arch, budget, sharing, rng, e, epochs) for e in range(last)]
-        histories.append(history)
-        status = {"finished": STATUS_FINISHED, "repeat": STATUS_FINISHED, "killed": STATUS_KILLED,
-                  "failed": STATUS_FAILED}[kind]
-
-        # Tune: params.json, result.json, train/ outputs.
-        trial_dir = experiment_dir / f"run_trial_{trial_id}_{index}_budget={budget:.4f},sharing={sharing}_2026-11-28"
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        (trial_dir / "params.json").write_text(json.dumps(config, indent=2))
-        lines = [_tune_line(trial_id, h, config, i + 1, i + 1 == len(history) and status == STATUS_FINISHED)
-                 for i, h in enumerate(history)]
-        (trial_dir / "result.json").write_text("".join(line + "\n" for line in lines))
-        if status == STATUS_FAILED:
-            (trial_dir / "error.txt").write_text("RuntimeError: synthetic failure after epoch 1\n")
-        train_dir = trial_dir / "train"
-        if status == STATUS_FINISHED:
-            (train_dir / Path(ARCHITECTURE_PATH).parent).mkdir(parents=True, exist_ok=True)
-            (train_dir / M.METRICS_FILE).write_text(json.dumps(_metrics_json(arch, history[-1], {**fixed, **config})))
-            (train_dir / ARCHITECTURE_PATH).write_text(json.dumps({"format_version": 1, "config": arch.config,
-                                                                   "layers": {}}))
-
-        if client is None:
-            continue
-        # MLflow: one child run, as sweeps/tracking.py logs it.
-        tags = {PARENT_RUN_TAG: parent_id, M.TAG_SWEEP_ID: sweep_id, M.TAG_ROLE: M.ROLE_TRIAL,
-                M.TAG_TRIAL_ID: trial_id, M.TAG_BUDGET: f"{budget:g}", M.TAG_SHARING: sharing,
-                M.TAG_PRESET: "synthetic"}
-        run = client.create_run(experiment_id, run_name=f"{trial_id}-b{budget:g}", tags=tags)
-        run_id = run.info.run_id
-        params = param_text({**fixed, **{k: v for k, v in config.items() if k != "optuna_study"}})
-        client.log_batch(run_id, params=[_param(k, v) for k, v in params.items()])
-        stamp = int(time.time() * 1000)
-        metrics = [_metric(k, v, stamp, int(h[M.EPOCH])) for h in history for k, v in h.items()]
-        for start in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[start:start + 1000])
-        if status == STATUS_FINISHED:
-            client.log_artifact(run_id, str(train_dir / M.METRICS_FILE))
-            client.log_artifact(run_id, str(train_dir / ARCHITECTURE_PATH), str(Path(ARCHITECTURE_PATH).parent))
-        client.set_terminated(run_id, status=status)
-    if client is not None:
-        client.set_terminated(parent_id, status="FINISHED")
-    return SyntheticSweep(tracking_uri, experiment, str(storage_path), sweep_id, parent_id, len(plan))
+    plan = _plan(budgets, trials_per_budget, repeats, killed, failed)
+    for trial in _trials(plan, arch, rng, sweep_id, epochs, unpruned_costs):
+        train_dir = _write_tune_trial(experiment_dir, trial, arch, fixed)
+        if mlflow is not None:
+            _log_mlflow_trial(mlflow, trial, sweep_id, fixed, train_dir)
+    if mlflow is not None:
+        mlflow.client.set_terminated(mlflow.parent_id, status="FINISHED")
+    return SyntheticSweep(tracking_uri, experiment, str(storage_path), sweep_id,
+                          mlflow.parent_id if mlflow is not None else "", len(plan))
 
 
 def main(argv: list[str] | None = None) -> int:

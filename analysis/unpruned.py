@@ -7,25 +7,29 @@ weigh more than their convolutions). Its union MACs ratio is exactly 1: one imag
 convolutions and the largest head. For one domain its params and MACs ratios are exactly 1 as well: that domain's
 path through the unpruned model *is* the single-domain network.
 
-No metric records the unpruned size, so it is counted here from a finished trial's saved architecture
-(``pruned/architecture.json``: the model config with every domain's number of classes) and input size
-(``metrics.json``), with ``bap.cost`` on a model whose switches are all on -- the same counting code as training,
-so the numbers agree with the table's ``reference_params``. This needs torch; without it, or without a saved
-architecture, the report marks only the single-domain baseline.
+Training counts it (``bap.cost.unpruned_cost``) and reports it every epoch as the flat metrics ``unpruned_params``
+and ``unpruned_macs`` (:mod:`bap.metrics`), so it is read here from the trial table, beside the reference size the
+table recovers from the union ratios (``reference_params`` / ``reference_macs``): no model is rebuilt and no torch
+is needed. Sweeps written before those metrics were logged have no such columns; the report then marks only the
+single-domain baseline and says why.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-__all__ = ["ModelCosts", "architecture_from_files", "model_costs"]
+import numpy as np
+import pandas as pd
 
-ARCHITECTURE_PATH = "pruned/architecture.json"  # where bap.train saves the pruned model's architecture
-METRICS_INPUT_SIZE = "input_size"  # metrics.json key: the (C, H, W) the costs were counted at
+from analysis.table import FINISHED, REFERENCE_MACS, REFERENCE_PARAMS
+from bap import metrics as M
+
+__all__ = ["NOT_LOGGED", "ModelCosts", "model_costs"]
+
+NOT_LOGGED = ("the unpruned multi-domain model is not marked: these trials were written before unpruned costs were "
+              f"logged (no {M.UNPRUNED_PARAMS} / {M.UNPRUNED_MACS} metrics).")
+_COLUMNS = (REFERENCE_PARAMS, REFERENCE_MACS, M.UNPRUNED_PARAMS, M.UNPRUNED_MACS)
+_TOLERANCE = 1e-3  # relative: the trials of one architecture agree on these counts exactly
 
 
 @dataclass(frozen=True)
@@ -53,32 +57,29 @@ class ModelCosts:
         return self.unpruned_macs / self.reference_macs
 
 
-def architecture_from_files(architecture_json: str | Path, metrics_json: str | Path) -> tuple[dict, list[int]]:
-    """``(model config, input size)`` from a trial's ``pruned/architecture.json`` and ``metrics.json``."""
-    config = json.loads(Path(architecture_json).read_text())["config"]
-    input_size = json.loads(Path(metrics_json).read_text())[METRICS_INPUT_SIZE]
-    return dict(config), [int(v) for v in input_size]
+def model_costs(table: pd.DataFrame) -> tuple[ModelCosts | None, str | None]:
+    """The sweep's reference and unpruned costs from its trial table, or why they cannot be given.
 
-
-def model_costs(config: Mapping[str, Any], input_size: Sequence[int]) -> ModelCosts:
-    """Count the reference and the unpruned multi-domain model of ``config`` (a ``MultiDomainResNet26.config``).
+    Every trial of one architecture reports the same counts; the median is taken over the finished trials that have
+    all four (over every trial that has them when none finished).
 
     Args:
-        config: Model configuration as saved in ``architecture.json`` (``num_classes`` per domain, ``width``, ...).
-        input_size: ``(C, H, W)`` the costs are counted at.
+        table: The trial table (:mod:`analysis.table`).
 
     Returns:
-        The costs.
+        ``(costs, None)``, or ``(None, note)`` for the report: the trials carry no unpruned costs (written before
+        they were logged) or disagree on them (more than one architecture).
     """
-    import torch
-
-    from bap.cost import count_cost, reference_cost
-    from bap.model import MultiDomainResNet26
-
-    size = tuple(int(v) for v in input_size)
-    model = MultiDomainResNet26(**config)
-    for domain in model.domains:
-        model.set_switch_state(domain, {name: torch.ones_like(m) for name, m in model.switch_state(domain).items()})
-    reference = reference_cost(model, None, size)  # type: ignore[arg-type]
-    unpruned = count_cost(model, None, size)  # type: ignore[arg-type]
-    return ModelCosts(reference.params, reference.macs, unpruned.params, unpruned.macs)
+    if not all(c in table for c in _COLUMNS):
+        return None, NOT_LOGGED
+    values = table[list(_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
+    complete = np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)
+    if not complete.any():
+        return None, NOT_LOGGED
+    finished = table[FINISHED].to_numpy(dtype=bool) if FINISHED in table else np.zeros(len(table), dtype=bool)
+    rows = values[complete & finished] if (complete & finished).any() else values[complete]
+    median = np.median(rows, axis=0)
+    if np.any(np.abs(rows - median) > _TOLERANCE * median):
+        return None, ("the unpruned multi-domain model is not marked: the trials disagree on its size (more than one "
+                      "architecture in this table).")
+    return ModelCosts(*(int(round(v)) for v in median)), None

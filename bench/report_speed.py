@@ -6,7 +6,8 @@ with a loaded sweep, step by step:
 * ``build_table``: loader records (one dict of latest metrics per trial, as MLflow/Tune give them) -> trial table;
 * ``pareto_data``: every target (10 domains, mean, score) x 3 objective sets (acc vs params, vs MACs, 3-D), fronts
   and hypervolumes across budgets and per budget group (the data step; goal: under 2 s);
-* ``figure_data`` for every target and ``summary_data`` (the rest of the data step);
+* ``model_costs`` (the unpruned landmark, read from the table), ``figure_data`` for every target and
+  ``summary_data`` (the rest of the data step);
 * rendering: one PNG, the interactive HTML page (dominated points sampled to 5,000 per target).
 
 Trials come from ``bench/pareto_speed.py``'s generator (quantised, tie-heavy, 5 % exact repeats), plus absolute costs,
@@ -35,12 +36,14 @@ from analysis.fronts import pareto_data  # noqa: E402
 from analysis.plots import figure_data, render_html, render_png  # noqa: E402
 from analysis.summary import summary_data  # noqa: E402
 from analysis.table import TrialRecord, build_table  # noqa: E402
+from analysis.unpruned import model_costs  # noqa: E402
 from bap import metrics as M  # noqa: E402
 from bench.pareto_speed import DOMAINS, synthetic_trials  # noqa: E402
 
 GOAL_S = 2.0
 RESULTS = Path(__file__).with_name("RESULTS.md")
 REFERENCE_PARAMS, REFERENCE_MACS = 6.07e6, 8.53e8
+UNPRUNED_PARAMS = 6.17e6
 
 
 def records(n_trials: int) -> list[TrialRecord]:
@@ -56,6 +59,8 @@ def records(n_trials: int) -> list[TrialRecord]:
     trials[M.BUDGET] = np.round(trials[M.UNION_PARAMS_RATIO].clip(0.1, 1.0), 1)
     trials[M.EPOCH] = 10.0
     trials[M.PRUNED_AGREEMENT] = np.where(rng.random(n_trials) < 0.9, 1.0, np.nan)
+    trials[M.UNPRUNED_PARAMS] = UNPRUNED_PARAMS  # reported every epoch by training: one architecture, one size
+    trials[M.UNPRUNED_MACS] = REFERENCE_MACS
     rows = trials.to_dict("records")
     return [TrialRecord("bench", f"t{i:06d}", "FINISHED", {k: v for k, v in row.items() if v == v},
                         {"lr": str(rng.uniform(0.01, 0.1)), "sharing": "union"})
@@ -79,9 +84,11 @@ def run(n_trials: int) -> list[tuple[str, float, str]]:
         best = min(best, seconds)
     rows.append(("pareto_data: 12 targets x 3 objective sets, all + per budget", best,
                  f"{len(data.points)} points, {len(data.hypervolumes)} volumes"))
-    seconds, figures = timed(lambda: [figure_data(data, t.name, table=table) for t in data.targets])
+    seconds, (model, _) = timed(lambda: model_costs(table))
+    rows.append(("model_costs (the unpruned landmark, from the table)", seconds, "found" if model else "none"))
+    seconds, figures = timed(lambda: [figure_data(data, t.name, table=table, model=model) for t in data.targets])
     rows.append(("figure_data, every target (with hover texts)", seconds, f"{len(figures)} figures"))
-    seconds, _ = timed(lambda: summary_data(table, data, title="bench", source="bench"))
+    seconds, _ = timed(lambda: summary_data(table, data, title="bench", source="bench", model=model))
     rows.append(("summary_data", seconds, ""))
     with tempfile.TemporaryDirectory() as tmp:
         seconds, _ = timed(lambda: render_png(figures[0], Path(tmp) / "a.png"))

@@ -16,6 +16,7 @@ from analysis.synthetic import SyntheticSweep, write_synthetic_sweep
 from analysis.table import (
     CONFIG_PREFIX,
     FINISHED,
+    REFERENCE_MACS,
     REFERENCE_PARAMS,
     RUN_ID,
     STATUS,
@@ -73,8 +74,18 @@ def test_table_content(sweep: SyntheticSweep) -> None:
     assert {"config/budget", "config/sharing", "config/lr"} <= set(config)
     assert not {"config/width", "config/optuna_trial", "config/optuna_study", "config/epochs"} & set(config)
     assert table["config/lr"].dtype == np.float64 and table["config/sharing"].dtype == "str"
-    # Tune's bookkeeping keys are not metrics.
-    assert not {"training_iteration", "time_this_iter_s", "pid", "resumed_from_epoch"} & set(table.columns)
+    # Tune's bookkeeping keys are not metrics; the sweep's resumed_from_epoch is one (bap.metrics.FLAT_METRICS).
+    assert not {"training_iteration", "time_this_iter_s", "time_total_s", "pid", "done"} & set(table.columns)
+    assert table[M.RESUMED_FROM_EPOCH].eq(0).all()  # every synthetic trial ran fresh
+    # The unpruned model's size, reported every epoch by every trial: one architecture, one size.
+    assert table[M.UNPRUNED_PARAMS].nunique() == 1 and table[M.UNPRUNED_MACS].nunique() == 1
+    assert (table[M.UNPRUNED_PARAMS] > table[REFERENCE_PARAMS]).all()
+    assert (table[M.UNPRUNED_MACS] == table[REFERENCE_MACS]).all()
+    # Metric columns keep their dtype and the order of earlier tables (core first).
+    assert list(table.columns[5:16]) == [
+        M.BUDGET, M.EPOCH, M.MEAN_VAL_ACC, M.SCORE, M.UNION_PARAMS, M.UNION_MACS, M.UNION_PARAMS_RATIO,
+        M.UNION_MACS_RATIO, REFERENCE_PARAMS, REFERENCE_MACS, M.PRUNED_AGREEMENT]
+    assert all(table[c].dtype == np.float64 for c in table.columns[5:] if not c.startswith(CONFIG_PREFIX))
     # The unfinished trials keep their latest (epoch 1) metrics but have no final ones.
     unfinished = table[~table[FINISHED]]
     assert unfinished[M.EPOCH].eq(1).all() and unfinished[M.PRUNED_AGREEMENT].isna().all()
@@ -177,4 +188,38 @@ def test_build_table_of_nothing_has_the_core_columns() -> None:
     table = build_table([])
     assert table.empty and {TRIAL_ID, STATUS, FINISHED, M.MEAN_VAL_ACC, M.UNION_PARAMS_RATIO} <= set(table.columns)
     one = build_table([TrialRecord("s", "t", "RUNNING", {M.MEAN_VAL_ACC: 0.5, "junk": 1.0, "flag": True})])
-    assert "junk" not in one and "flag" not in one and one[M.MEAN_VAL_ACC].tolist() == [0.5]
+    assert "flag" not in one and one[M.MEAN_VAL_ACC].tolist() == [0.5]  # not a number: not a metric
+    assert one["junk"].tolist() == [1.0]  # a metric the vocabulary does not know is kept, not dropped
+
+
+def test_metric_columns_come_from_the_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every vocabulary metric a trial reports is a column; unknown ones follow the known ones, sorted."""
+    metrics = {M.MEAN_VAL_ACC: 0.5, M.UNPRUNED_PARAMS: 7.0, M.RESUMED_FROM_EPOCH: 2.0, "zeta": 1.0, "alpha": 2.0,
+               M.domain_metric(M.SWITCHES_ON, "d"): 0.5, M.domain_metric("colour", "d"): 3.0}
+    table = build_table([TrialRecord("s", "t", "RUNNING", metrics, {"budget": "0.5", "lr": "0.1"}),
+                         TrialRecord("s", "u", "RUNNING", {M.MEAN_VAL_ACC: 0.6}, {"budget": "0.5", "lr": "0.2"})])
+    known = [c for c in table.columns if M.is_known_metric(c)]
+    assert {M.UNPRUNED_PARAMS, M.RESUMED_FROM_EPOCH, M.domain_metric(M.SWITCHES_ON, "d")} <= set(known)
+    assert M.UNPRUNED_MACS not in table  # not core, never reported
+    columns = list(table.columns)
+    extra = ["alpha", M.domain_metric("colour", "d"), "zeta"]
+    assert columns[columns.index(extra[0]):columns.index("zeta") + 1] == extra
+    assert max(columns.index(c) for c in known) < columns.index(extra[0]) < columns.index("config/lr")
+    assert table["zeta"].tolist()[0] == 1.0 and math.isnan(table["zeta"].tolist()[1])
+    # A name added to the vocabulary becomes a known column without touching the analysis.
+    monkeypatch.setattr(M, "FLAT_METRICS", (*M.FLAT_METRICS, "zeta"))
+    monkeypatch.setattr(M, "PER_DOMAIN", (*M.PER_DOMAIN, "colour"))
+    grown = list(build_table([TrialRecord("s", "t", "RUNNING", metrics)]).columns)
+    kept = [c for c in columns if c not in extra and not c.startswith(CONFIG_PREFIX)]
+    assert [c for c in grown if c in kept] == kept  # the columns already there keep their order
+    assert grown.index("zeta") < grown.index(M.domain_metric(M.SWITCHES_ON, "d"))  # a flat metric, with the flat ones
+    assert grown.index(M.domain_metric("colour", "d")) < grown.index("alpha")  # a per-domain one, with its domain
+    assert grown[-1] == "alpha"  # the only metric still unknown
+
+
+def test_finished_is_the_shared_rule() -> None:
+    """finished = bap.metrics.is_finished: pruned_agreement reported as a number (a NaN or a bool is not)."""
+    cases = {"a": {M.PRUNED_AGREEMENT: 0.0}, "b": {M.PRUNED_AGREEMENT: math.nan}, "c": {M.PRUNED_AGREEMENT: True},
+             "d": {M.EPOCH: 3.0}}
+    table = build_table([TrialRecord("s", k, "FINISHED", v) for k, v in cases.items()])
+    assert table[FINISHED].tolist() == [M.is_finished(v) for v in cases.values()] == [True, False, False, False]

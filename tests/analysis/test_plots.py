@@ -1,4 +1,4 @@
-"""Plot data (units, staircases, landmarks), the unpruned model's size, and the summary's numbers."""
+"""Plot data (units, staircases, landmarks), the unpruned model's size (from the table), and the summary's numbers."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from analysis.fronts import TARGET_MEAN, pareto_data
 from analysis.load import load_tune
 from analysis.plots import figure_data, render_html, render_png
 from analysis.summary import budget_summary, pareto_set, render_markdown, summary_data
-from analysis.synthetic import write_synthetic_sweep
+from analysis.synthetic import DEFAULT_DOMAINS, write_synthetic_sweep
+from analysis.table import REFERENCE_MACS, REFERENCE_PARAMS
 from analysis.units import GIGA, KILO, MEGA, format_count, format_percent, macs_unit, params_unit
-from analysis.unpruned import ModelCosts, model_costs
+from analysis.unpruned import NOT_LOGGED, ModelCosts, model_costs
 from bap import metrics as M
 
 
@@ -34,17 +35,50 @@ def test_units() -> None:
     assert format_percent(0.8123) == "81.2 %"
 
 
+def _counted(config: dict, input_size: tuple[int, int, int] = (3, 32, 32)) -> ModelCosts:
+    """What training reports for a model: its reference (bap.cost.reference_cost) and unpruned size."""
+    from bap.cost import reference_cost, unpruned_cost
+    from bap.model import MultiDomainResNet26
+
+    model = MultiDomainResNet26(**config)
+    reference, unpruned = reference_cost(model, None, input_size), unpruned_cost(model, input_size)
+    return ModelCosts(reference.params, reference.macs, unpruned.params, unpruned.macs)
+
+
 def test_model_costs_single_and_multi_domain() -> None:
-    config = {"num_classes": {"a": 10}, "width": 0.25, "blocks": 1}
-    single = model_costs(config, (3, 32, 32))
+    """The unpruned count (now bap.cost.unpruned_cost, logged by training) for one and several domains."""
+    single = _counted({"num_classes": {"a": 10}, "width": 0.25, "blocks": 1})
     assert single.unpruned_params == single.reference_params and single.unpruned_macs == single.reference_macs
-    multi = model_costs({"num_classes": {"a": 10, "b": 100, "c": 5}, "width": 0.25, "blocks": 1}, (3, 32, 32))
+    multi = _counted({"num_classes": {"a": 10, "b": 100, "c": 5}, "width": 0.25, "blocks": 1})
     assert multi.unpruned_params_ratio > 1.0  # every domain's BNs and heads
     assert multi.unpruned_macs_ratio == 1.0  # one image: the same convolutions and the largest head
     # Switch initialisation below the threshold (all off at start) does not change the unpruned size.
-    off = model_costs({"num_classes": {"a": 10, "b": 100, "c": 5}, "width": 0.25, "blocks": 1,
-                       "switch_init": 0.0, "threshold": 0.5}, (3, 32, 32))
+    off = _counted({"num_classes": {"a": 10, "b": 100, "c": 5}, "width": 0.25, "blocks": 1,
+                    "switch_init": 0.0, "threshold": 0.5})
     assert off == multi
+
+
+def test_model_costs_come_from_the_table(table) -> None:
+    """The trials' unpruned_params / unpruned_macs metrics and the reference the table recovers; no torch."""
+    model, note = model_costs(table)
+    assert note is None and model is not None
+    assert model.reference_params == table[REFERENCE_PARAMS].iloc[0]
+    assert model.reference_macs == table[REFERENCE_MACS].iloc[0]
+    assert model.unpruned_params == table[M.UNPRUNED_PARAMS].iloc[0]
+    assert model.unpruned_macs == table[M.UNPRUNED_MACS].iloc[0]
+    assert model.unpruned_params_ratio > 1.0 and model.unpruned_macs_ratio == 1.0
+    # The synthetic sweep's counts are bap.cost's for its architecture (4 Decathlon domains, width 1, 64 px).
+    assert model == _counted({"num_classes": dict(DEFAULT_DOMAINS), "width": 1.0, "blocks": 4}, (3, 64, 64))
+
+
+def test_model_costs_of_a_sweep_written_before_they_were_logged(table) -> None:
+    old = table.drop(columns=[M.UNPRUNED_PARAMS, M.UNPRUNED_MACS])
+    assert model_costs(old) == (None, NOT_LOGGED) and "written before unpruned costs were logged" in NOT_LOGGED
+    assert model_costs(table.assign(**{M.UNPRUNED_PARAMS: np.nan}))[0] is None  # columns there, never reported
+    other = table[M.UNPRUNED_PARAMS].to_numpy().copy()
+    other[0] *= 2  # a trial of another architecture
+    model, note = model_costs(table.assign(**{M.UNPRUNED_PARAMS: other}))
+    assert model is None and note is not None and "disagree" in note
 
 
 def test_figure_data_domain(table) -> None:

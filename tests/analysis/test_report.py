@@ -3,6 +3,7 @@ logged on the sweep's parent run; bad input ends with one line on stderr and exi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ class Store:
     uri: str
     sweep: SyntheticSweep  # a complete sweep (experiment "bap-synthetic")
     killed_only: SyntheticSweep  # every trial stopped early (experiment "killed-only")
+    before_unpruned: SyntheticSweep  # logged before the unpruned costs were (experiment "before-unpruned")
     root: Path
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """One SQLite store: a full sweep, an empty experiment, runs without metrics, a sweep without finished trials."""
+    """One SQLite store: a full sweep, an empty experiment, runs without metrics, a sweep without finished trials,
+    a sweep written before the unpruned costs were logged."""
     from mlflow import MlflowClient
 
     root = tmp_path_factory.mktemp("report-store")
@@ -40,14 +43,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
                                   repeats=1, killed=1, failed=1)
     killed = write_synthetic_sweep(uri, root / "ray_killed", experiment="killed-only", sweep_id="killed",
                                    budgets=(0.5, 1.0), trials_per_budget=0, repeats=0, killed=2, failed=0)
+    before = write_synthetic_sweep(uri, root / "ray_before", experiment="before-unpruned", sweep_id="before",
+                                   budgets=(0.5, 1.0), trials_per_budget=2, repeats=0, killed=1, failed=0, epochs=2,
+                                   unpruned_costs=False)
     client = MlflowClient(tracking_uri=uri)
     client.create_experiment("empty", artifact_location=(root / "mlruns" / "empty").as_uri())
     bare = client.create_experiment("no-metrics", artifact_location=(root / "mlruns" / "bare").as_uri())
     parent = client.create_run(bare, tags={M.TAG_ROLE: M.ROLE_SWEEP, M.TAG_SWEEP_ID: "bare"})
     for i in range(2):  # trials that crashed before their first report
         client.create_run(bare, tags={M.TAG_ROLE: M.ROLE_TRIAL, M.TAG_SWEEP_ID: "bare", M.TAG_TRIAL_ID: f"b{i}",
-                                      "mlflow.parentRunId": parent.info.run_id})
-    return Store(uri, sweep, killed, root)
+                                      M.TAG_PARENT_RUN: parent.info.run_id})
+    return Store(uri, sweep, killed, before, root)
 
 
 def test_report_from_mlflow(store: Store, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -67,7 +73,7 @@ def test_report_from_mlflow(store: Store, tmp_path: Path, capsys: pytest.Capture
     summary = (out / "summary.md").read_text()
     assert "## Per budget: best trial by Decathlon score" in summary
     assert "| 0.25 |" in summary and "| all budgets |" in summary
-    assert "Unpruned multi-domain model" in summary  # counted from a finished trial's saved architecture
+    assert "Unpruned multi-domain model" in summary  # from the trials' unpruned_params / unpruned_macs
     assert "stopped early or unfinished are left out" in summary
     assert "<table>" in (out / "summary.html").read_text()
     # Logged on the parent run.
@@ -93,6 +99,42 @@ def test_report_from_tune_matches_mlflow(store: Store, tmp_path: Path) -> None:
     # A saved table renders the same report without any tracking store.
     again = build_report(tmp_path / "again", table_path=tmp_path / "t" / "trials.parquet")
     pd.testing.assert_frame_equal(again.data.points, from_tune.data.points)
+
+
+def test_a_sweep_logged_before_unpruned_costs_still_reports(store: Store, tmp_path: Path) -> None:
+    """No unpruned_* metrics: every figure is drawn, only the unpruned landmark is missing, and a note says why."""
+    from_mlflow = build_report(tmp_path / "m", tracking_uri=store.uri, experiment="before-unpruned",
+                               log_to_mlflow=False)
+    from_tune = build_report(tmp_path / "t", tune_dir=Path(store.before_unpruned.storage_path))
+    again = build_report(tmp_path / "again", table_path=tmp_path / "m" / "trials.parquet")
+    for report in (from_mlflow, from_tune, again):
+        assert M.UNPRUNED_PARAMS not in report.table and report.summary.model is None
+        assert set(report.pngs) == set(TARGETS)
+        assert any("written before unpruned costs were logged" in n for n in report.notes), report.notes
+        summary = (report.out_dir / "summary.md").read_text()
+        assert "Unpruned multi-domain model" not in summary and "written before unpruned costs" in summary
+    page = (tmp_path / "m" / "pareto.html").read_text()
+    assert "unpruned multi-domain model (" not in page and "1 single-domain ResNet-26" in page
+
+
+def test_report_imports_no_torch(store: Store, tmp_path: Path) -> None:
+    """The report from an MLflow store and from a saved table, in a fresh process: torch is never imported (the
+    synthetic sweep that wrote the store counted its costs with torch here, in the test's own process)."""
+    code = """if True:
+        import json, sys
+        from analysis.report import build_report
+        uri, parent, out = sys.argv[1:]
+        report = build_report(out + "/m", tracking_uri=uri, parent_run_id=parent, log_to_mlflow=False)
+        again = build_report(out + "/t", table_path=out + "/m/trials.parquet")
+        torch = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+        print(json.dumps({"torch": torch, "model": report.summary.model == again.summary.model is not None,
+                          "pngs": sorted(report.pngs)}))
+    """
+    run = subprocess.run([sys.executable, "-c", code, store.uri, store.sweep.parent_run_id, str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == {"torch": [], "model": True, "pngs": sorted(TARGETS)}
 
 
 def test_include_unfinished_reports_a_sweep_stopped_early(store: Store, tmp_path: Path) -> None:

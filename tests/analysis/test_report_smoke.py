@@ -15,7 +15,16 @@ import pytest
 
 from analysis.load import find_sweep, load_mlflow, load_tune
 from analysis.report import ARTIFACT_PATH, build_report
-from analysis.table import FINISHED, RUN_ID, STATUS
+from analysis.table import (
+    CONFIG_PREFIX,
+    FINISHED,
+    REFERENCE_MACS,
+    REFERENCE_PARAMS,
+    RUN_ID,
+    STATUS,
+    SWEEP_ID,
+    TRIAL_ID,
+)
 from bap import metrics as M
 
 pytestmark = pytest.mark.slow
@@ -54,6 +63,12 @@ def test_smoke_sweep_mlflow_and_tune_tables_agree(smoke: Any) -> None:
     assert set(from_mlflow[STATUS]) <= {"FINISHED", "KILLED"}
     assert (from_mlflow[FINISHED] == (from_mlflow[STATUS] == "FINISHED")).all()
     assert from_mlflow[[M.MEAN_VAL_ACC, M.UNION_PARAMS_RATIO, M.UNION_MACS_RATIO]].notna().all().all()
+    # Every metric a real sweep reports is in the vocabulary: no extra (unknown) metric columns.
+    derived = {FINISHED, RUN_ID, STATUS, SWEEP_ID, TRIAL_ID, REFERENCE_PARAMS, REFERENCE_MACS}
+    unknown = [c for c in from_mlflow.columns if not (M.is_known_metric(c) or c in derived
+                                                      or c.startswith(CONFIG_PREFIX) or c.split("/", 1)[0] in derived)]
+    assert not unknown
+    assert from_mlflow[[M.UNPRUNED_PARAMS, M.UNPRUNED_MACS]].notna().all().all()
 
 
 def test_smoke_sweep_report(smoke: Any, tmp_path: Path) -> None:
