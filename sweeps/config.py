@@ -21,34 +21,50 @@ from typing import Any
 
 import yaml
 
+from bap import metrics as M
+
 PRESET_DIR = Path(__file__).with_name("presets")
 MODES = ("grid", "pareto")
-OBJECTIVES = ("mean_val_acc", "score")
+OBJECTIVES = (M.MEAN_VAL_ACC, M.SCORE)
 SAMPLERS = ("tpe", "nsga2", "random")
 DATA_SHARING = ("object_store", "cache")
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+DEFAULT_TRACKING_URI = M.DEFAULT_TRACKING_URI
 DEFAULT_STORAGE_PATH = "ray_results"
 DEFAULT_OPTUNA_STORAGE = "optuna_journal.log"
-DEFAULT_EXPERIMENT = "decathlon"
+DEFAULT_EXPERIMENT = M.DEFAULT_EXPERIMENT
 DEFAULT_ENTRYPOINT = "bap.train"
+
+# Command-line groups, in --help order.
+WHAT, DATA, RESOURCES, RESULTS = "what to run", "data", "resources", "where results go"
 
 
 class ConfigError(ValueError):
     """A user-facing configuration error: the driver prints it on one line and exits with code 2."""
 
 
+def flag(help: str, group: str = WHAT, *, choices: Sequence[Any] | None = None, floats: bool = False,
+         name: str | None = None, short: str | None = None) -> dict[str, Any]:
+    """Field metadata that puts a sweep setting on the command line (:mod:`sweeps.cli` builds ``--<field-name>``
+    from it). ``floats``: a comma-separated list of numbers; ``name``: another flag name; ``short``: e.g. ``-v``."""
+    return {"cli": {"help": help, "group": group, "choices": choices, "floats": floats, "name": name,
+                    "short": short}}
+
+
 @dataclass
 class AshaConfig:
     """Budget-fair ASHA (see ``sweeps.scheduler``). ``time_attr`` is the reported epoch counter."""
 
-    enabled: bool = True
-    grace_period: int = 1
-    reduction_factor: float = 2.0
+    enabled: bool = field(default=True, metadata=flag("early stopping (--no-asha: FIFO)", RESOURCES, name="asha"))
+    grace_period: int = field(default=1, metadata=flag("ASHA: first rung, in epochs", RESOURCES))
+    reduction_factor: float = field(default=2.0, metadata=flag(
+        "ASHA: keep the top 1/rf at each rung, among trials of the same budget (grid mode) or of the same or a "
+        "lower budget (pareto mode)", RESOURCES))
 
 
 @dataclass
 class SweepConfig:
-    """Everything one sweep needs; every field can come from a preset, a YAML file or a flag.
+    """Everything one sweep needs; every field can come from a preset, a YAML file or a flag (fields with ``flag``
+    metadata are on the command line: ``--<field-name>``).
 
     Attributes:
         preset: name of the preset the values started from (``smoke``, ``mini``, ``decathlon``).
@@ -63,42 +79,64 @@ class SweepConfig:
         sampler: Optuna sampler, pinned explicitly: ``tpe``, ``nsga2`` or ``random``.
         train: fixed ``TrainConfig`` values (the search space overrides the searched ones).
         space: search space: ``{field: {choice|uniform|loguniform|int: ...}}``, or a plain value to fix a field.
-        entrypoint: module providing ``TrainConfig`` and ``train`` (tests and the benchmark swap it).
+        entrypoint: module providing ``TrainConfig`` and ``train`` (:class:`bap.entrypoint.TrainingEntryPoint`;
+            tests and the benchmark swap it).
         tensorboard: also write TensorBoard event files per trial (Tune's ``TBXLoggerCallback``). Off by default:
             MLflow has every metric, and tensorboardX makes the driver import torch.
     """
 
-    preset: str = "mini"
-    name: str | None = None
-    mode: str = "grid"
-    budgets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
-    budget_range: list[float] = field(default_factory=lambda: [0.1, 1.0])
-    num_samples: int = 4
-    objective: str = "mean_val_acc"
-    sampler: str = "tpe"
-    seed: int = 0
-    max_concurrent: int = 2
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_failures: int = 2
+    preset: str = field(default="mini", metadata=flag("starting values: a preset of sweeps/presets (default: mini)"))
+    name: str | None = field(default=None, metadata=flag(
+        "sweep name (Tune folder, MLflow parent run, Optuna study); default <preset>-<date-time>, or the newest "
+        "such sweep with --resume"))
+    mode: str = field(default="grid", metadata=flag(
+        "grid: one single-objective study per budget; pareto: one multi-objective study (objective up, union MACs "
+        "and params down)", choices=MODES))
+    budgets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], metadata=flag(
+        "budget grid for grid mode, comma separated, each in (0, 1], e.g. 0.25,0.5", floats=True))
+    budget_range: list[float] = field(default_factory=lambda: [0.1, 1.0], metadata=flag(
+        "low,high of the budget searched in pareto mode", floats=True))
+    num_samples: int = field(default=4, metadata=flag("trials per budget (grid) or in total (pareto)"))
+    objective: str = field(default=M.MEAN_VAL_ACC, metadata=flag("what the search maximises", choices=OBJECTIVES))
+    sampler: str = field(default="tpe", metadata=flag("Optuna sampler (pinned explicitly)", choices=SAMPLERS))
+    seed: int = field(default=0, metadata=flag("sampler seed (trial seeds: --set seed=N)"))
+    max_concurrent: int = field(default=2, metadata=flag("trials running at once (ConcurrencyLimiter)", RESOURCES))
+    cpus_per_trial: float = field(default=1.0, metadata=flag("CPUs per trial (also its torch threads)", RESOURCES))
+    gpus_per_trial: float = field(default=0.0, metadata=flag(
+        "GPUs per trial; fractions share a GPU (0.25: four per GPU)", RESOURCES))
+    max_failures: int = field(default=2, metadata=flag(
+        "retries of a failing trial, each from its last checkpoint", RESOURCES))
     checkpoints_to_keep: int = 2
     asha: AshaConfig = field(default_factory=AshaConfig)
     data: str = "mini"
-    data_root: str | None = None
-    domains: list[str] | None = None
-    cache_dir: str | None = None
-    data_sharing: str = "object_store"
-    tracking_uri: str = DEFAULT_TRACKING_URI
-    experiment: str = DEFAULT_EXPERIMENT
-    storage_path: str = DEFAULT_STORAGE_PATH
-    optuna_storage: str = DEFAULT_OPTUNA_STORAGE
-    address: str | None = None
-    num_cpus: int | None = None
+    data_root: str | None = field(default=None, metadata=flag(
+        "Visual Decathlon folder (decathlon-1.0, with annotations/ and data/)", DATA))
+    domains: list[str] | None = field(default=None, metadata=flag("comma-separated domains (default: all)", DATA))
+    cache_dir: str | None = field(default=None, metadata=flag(
+        "packed-data and backbone cache folder (default: $BAP_CACHE_DIR or ~/.cache/bap)", DATA))
+    data_sharing: str = field(default="object_store", metadata=flag(
+        "how trials get the data", DATA, choices=DATA_SHARING))
+    tracking_uri: str = field(default=DEFAULT_TRACKING_URI, metadata=flag(
+        f"MLflow tracking URI (default {DEFAULT_TRACKING_URI}; a server http://host:5000 works the same)", RESULTS))
+    experiment: str = field(default=DEFAULT_EXPERIMENT, metadata=flag(
+        f"MLflow experiment name (default {DEFAULT_EXPERIMENT})", RESULTS))
+    storage_path: str = field(default=DEFAULT_STORAGE_PATH, metadata=flag(
+        f"Ray Tune results: a folder (shared on clusters) or an object-store URI (default {DEFAULT_STORAGE_PATH})",
+        RESULTS))
+    optuna_storage: str = field(default=DEFAULT_OPTUNA_STORAGE, metadata=flag(
+        f"Optuna storage: a journal file path or an RDB URL (default {DEFAULT_OPTUNA_STORAGE})", RESULTS))
+    address: str | None = field(default=None, metadata=flag(
+        "Ray cluster address (default: $RAY_ADDRESS, else a local Ray)", RESOURCES))
+    num_cpus: int | None = field(default=None, metadata=flag("CPUs of the local Ray (ignored on a cluster)",
+                                                             RESOURCES))
     num_gpus: int | None = None
     object_store_memory_mb: int | None = 512
-    resume: bool = False
-    verbose: int = 1
-    tensorboard: bool = False
+    resume: bool = field(default=False, metadata=flag("continue an interrupted sweep (Tuner.restore)"))
+    verbose: int = field(default=1, metadata=flag("Tune progress output level", RESULTS, choices=(0, 1, 2, 3),
+                                                  short="-v"))
+    tensorboard: bool = field(default=False, metadata=flag(
+        "also write TensorBoard event files per trial (tensorboard --logdir <storage-path>); MLflow has every "
+        "metric either way", RESULTS))
     tracking_timeout_s: float = 10.0
     entrypoint: str = DEFAULT_ENTRYPOINT
     train: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +154,10 @@ class SweepConfig:
     def data_spec(self) -> str:
         """What ``bap.data.load_data`` takes: ``"mini"`` or the Decathlon root."""
         return self.data_root if self.data == "decathlon" else self.data
+
+    @property
+    def total_trials(self) -> int:
+        return self.num_samples * (1 if self.multi_objective else len(self.budgets))
 
 
 def available_presets() -> list[str]:

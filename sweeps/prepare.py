@@ -16,16 +16,12 @@ path -- and its bytes, for nodes that do not share the cache folder -- to every 
 
 from __future__ import annotations
 
-import importlib
-import threading
 from collections.abc import Mapping
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
-# Training settings that decide the pretrained backbone: if the search varies any of them, each trial pretrains
-# (or finds in the cache) its own.
-BACKBONE_KEYS = ("width", "blocks", "pretrain_epochs", "pretrain_lr", "batch_size", "seed", "cache_dir",
-                 "pretrained")
+from bap.entrypoint import has_prepare, load_entrypoint
 
 
 def prepare(entrypoint: str, train: Mapping[str, Any], searched: list[str], keep_data: bool) -> dict[str, Any]:
@@ -41,22 +37,21 @@ def prepare(entrypoint: str, train: Mapping[str, Any], searched: list[str], keep
     Returns:
         ``{"data": domains or None, "domains": [...], "pretrained": path or None, "backbone_bytes": bytes or None}``
     """
-    module = importlib.import_module(entrypoint)
-    if hasattr(module, "prepare"):
-        return module.prepare(dict(train), keep_data)
+    module = load_entrypoint(entrypoint)
+    if has_prepare(module):
+        return module.prepare(dict(train), keep_data)  # type: ignore[attr-defined]
 
+    from bap.config import BACKBONE_FIELDS
     from bap.data import load_data
 
     config = module.TrainConfig.from_dict(dict(train))
     data = load_data(config.data, config.domains, cache_dir=config.cache_dir)
     out: dict[str, Any] = {"data": data if keep_data else None, "domains": list(data), "pretrained": None,
                            "backbone_bytes": None}
-    if config.pretrained is None and config.pretrain_epochs > 0 and not set(searched) & set(BACKBONE_KEYS):
-        from bap.pretrain import pretrain_backbone
+    if config.needs_pretraining and not set(searched) & set(BACKBONE_FIELDS):  # else each trial pretrains its own
+        from bap.pretrain import ensure_backbone
 
-        path = pretrain_backbone(data, width=config.width, blocks=config.blocks, epochs=config.pretrain_epochs,
-                                 lr=config.pretrain_lr, batch_size=config.batch_size, seed=config.seed,
-                                 device=config.device, cache_dir=config.cache_dir, log=False)
+        path = ensure_backbone(config, data, log=False)
         out["pretrained"] = str(path)
         out["backbone_bytes"] = Path(path).read_bytes()
     return out
@@ -77,7 +72,7 @@ def check_train_values(entrypoint: str, train: Mapping[str, Any], variants: list
 
     Raises ValueError (bad field/value, with the allowed values) or KeyError (unknown domain).
     """
-    module = importlib.import_module(entrypoint)
+    module = load_entrypoint(entrypoint)
     module.TrainConfig.from_dict(dict(train))
     for variant in variants:
         values = {**train, **variant}
@@ -85,12 +80,7 @@ def check_train_values(entrypoint: str, train: Mapping[str, Any], variants: list
             module.TrainConfig.from_dict(values)
         except ValueError as exc:
             raise ValueError(f"search space value {variant} is invalid: {exc}") from None
-    if hasattr(module, "available_domains"):
-        available = list(module.available_domains(data_spec))
-    else:
-        from bap.data import available_domains
-
-        available = list(available_domains(data_spec))
+    available = list(module.available_domains(data_spec))
     if domains:
         unknown = [d for d in domains if d not in available]
         if unknown:
@@ -113,26 +103,23 @@ class PreparationError(RuntimeError):
 class Preparation:
     """The sweep's one :func:`prepare`, started early; :meth:`result` waits for it.
 
-    ``start_here()`` runs it on a driver thread (a local Ray: call it before ``ray.init`` so the two overlap),
-    ``start_remote()`` as a Ray task (after ``ray.init``). :meth:`result` returns ``(data ref, info, backbone ref)``
-    with the domains and the backbone bytes in Ray's object store, and raises what the preparation raised.
+    ``start_here(executor)`` runs it as a future of the driver's set-up pool (a local Ray: before ``ray.init``, so
+    the two overlap), ``start_remote()`` as a Ray task (after ``ray.init``). :meth:`result` returns ``(data ref,
+    info, backbone ref)`` with the domains and the backbone bytes in Ray's object store, and raises what the
+    preparation raised.
     """
 
     def __init__(self, entrypoint: str, train: Mapping[str, Any], searched: list[str], keep_data: bool) -> None:
         self.args = (entrypoint, dict(train), list(searched), keep_data)
-        self._thread: threading.Thread | None = None
-        self._local: dict[str, Any] = {}
+        self._future: Future[tuple[Any, dict[str, Any], bytes | None]] | None = None
         self._refs: tuple[Any, Any, Any] | None = None
 
-    def start_here(self) -> None:
-        def run() -> None:
-            try:
-                self._local["value"] = prepare_split(*self.args)
-            except BaseException as exc:  # re-raised by result() on the driver's main thread
-                self._local["error"] = exc
+    @property
+    def started(self) -> bool:
+        return self._future is not None or self._refs is not None
 
-        self._thread = threading.Thread(target=run, daemon=True, name="data-prep")
-        self._thread.start()
+    def start_here(self, executor: Executor) -> None:
+        self._future = executor.submit(prepare_split, *self.args)
 
     def start_remote(self, num_gpus: float = 0.0) -> None:
         import ray
@@ -146,10 +133,7 @@ class Preparation:
         if self._refs is not None:
             data_ref, info_ref, backbone_ref = self._refs
             return data_ref, ray.get(info_ref), backbone_ref
-        if self._thread is None:
+        if self._future is None:
             raise RuntimeError("Preparation.result() before start_here() or start_remote()")
-        self._thread.join()
-        if "error" in self._local:
-            raise self._local["error"]
-        data, info, backbone = self._local.pop("value")
+        data, info, backbone = self._future.result()
         return ray.put(data), info, (ray.put(backbone) if backbone is not None else None)

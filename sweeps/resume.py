@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bap import metrics as M
+from sweeps import _ray_compat
 from sweeps.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
-TUNER_FILE = "tuner.pkl"
+TUNER_FILE = "tuner.pkl"  # what Tuner.can_restore looks for; its age orders the sweeps
 STATE_GLOB = "experiment_state-*.json"
 
 
@@ -52,17 +53,23 @@ def list_sweeps(storage_path: str, prefix: str | None = None) -> list[tuple[floa
         name = Path(e.path).name
         if e.type != pafs.FileType.Directory or (prefix and not name.startswith(prefix)):
             continue
-        info = fs.get_file_info(f"{e.path}/{TUNER_FILE}")
-        if info.type == pafs.FileType.File:
+        if sweep_exists(storage_path, name):
+            info = fs.get_file_info(f"{e.path}/{TUNER_FILE}")
             out.append((info.mtime.timestamp() if info.mtime else 0.0, name))
     return sorted(out, reverse=True)
 
 
 def sweep_exists(storage_path: str, name: str) -> bool:
+    """True if ``<storage_path>/<name>`` holds a Tune experiment that ``Tuner.restore`` can continue (Ray Tune is
+    imported only when the folder exists: a new sweep's validation stays light)."""
     import pyarrow.fs as pafs
 
     fs, root = _fs_and_path(storage_path)
-    return fs.get_file_info(f"{root}/{name}/{TUNER_FILE}").type == pafs.FileType.File
+    if fs.get_file_info(f"{root}/{name}").type != pafs.FileType.Directory:
+        return False
+    from ray.tune import Tuner
+
+    return Tuner.can_restore(f"{storage_path.rstrip('/')}/{name}")
 
 
 def find_sweep_to_resume(storage_path: str, preset: str, name: str | None) -> str:
@@ -81,8 +88,10 @@ def find_sweep_to_resume(storage_path: str, preset: str, name: str | None) -> st
 
 def repair_experiment_state(experiment_dir: str) -> bool:
     """If the newest ``experiment_state-*.json`` is truncated (a kill during its copy to storage), put back the
-    driver's local staging copy of it. Returns True if a file was replaced. Local storage only."""
-    if "://" in experiment_dir:
+    driver's local staging copy of it (under the running Ray's session folders, ``--temp-dir`` included). Returns
+    True if a file was replaced. Local storage only."""
+    root = _ray_compat.ray_temp_root()
+    if "://" in experiment_dir or root is None:
         return False
     files = sorted(glob.glob(os.path.join(experiment_dir, STATE_GLOB)))
     if not files:
@@ -94,7 +103,7 @@ def repair_experiment_state(experiment_dir: str) -> bool:
     except (OSError, ValueError):
         pass
     name = Path(experiment_dir).name
-    pattern = f"/tmp/ray/session_*/artifacts/*/{name}/driver_artifacts/{Path(newest).name}"
+    pattern = os.path.join(glob.escape(root), "session_*", "artifacts", "*", name, "driver_artifacts", Path(newest).name)
     for cand in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
         try:
             json.loads(Path(cand).read_text())
@@ -132,7 +141,7 @@ def logged_epochs(child_runs: list[Any]) -> dict[str, float]:
         tid = run.data.tags.get(M.TAG_TRIAL_ID)
         if tid:
             out[tid] = float(run.data.metrics.get(M.EPOCH, 0.0))
-        prev = run.data.tags.get("bap.previous_trial_id")
+        prev = run.data.tags.get(M.TAG_PREVIOUS_TRIAL)
         if prev:
             out.setdefault(prev, float(run.data.metrics.get(M.EPOCH, 0.0)))
     return out

@@ -1,4 +1,5 @@
-"""Optuna as Tune's search algorithm: pinned samplers, persistent studies, and a searcher that survives restores.
+"""Optuna as Tune's search algorithm: a small Tune ``Searcher`` on Optuna's ask/tell API, pinned samplers, persistent
+studies, one study per budget.
 
 * **Storage**: a journal file by default (``JournalStorage(JournalFileBackend(path))``: safe for parallel writers,
   needs no server, NFS-friendly) or any RDB URL (``postgresql://...``) for clusters. The study is named after the
@@ -7,12 +8,16 @@
 * **Modes**: ``grid`` runs one single-objective study per budget (``<sweep>/budget=0.25``, ...) behind one Tune
   searcher (:class:`PerBudgetSearch`, round-robin over budgets); ``pareto`` runs one multi-objective study
   (objective up, union MACs ratio down, union params ratio down).
-* **Restore safety** (:class:`BapOptunaSearch`): Tune restores the searcher from a snapshot that can be older than the
-  study. A trial whose Optuna twin already finished is never reported to again (Optuna would raise
-  ``UpdateFinishedTrialError``); Optuna trials a dead driver asked for but Tune never recorded are adopted by the next
-  new Tune trials (same parameters; the config's ``resume_trial`` names the dead trial, whose checkpoints and MLflow
-  run the new one continues), so no study trial stays RUNNING; :func:`fail_stale_trials` closes any left.
-  Trials stopped early by ASHA are told PRUNED, so the Pareto set holds only trials that finished and pruned.
+* **Ask and tell** (:class:`AskTellSearcher`): ``study.ask()`` and the define-by-run space
+  (:class:`sweeps.space.SpaceSampler`) give a trial's config; intermediate results go to ``trial.report`` (single
+  objective); the end goes to ``study.tell(number, values, state=..., skip_if_finished=True)``: COMPLETE when the
+  trial finished (:func:`bap.metrics.is_finished`) with finite objectives, PRUNED when ASHA stopped it, FAIL on an
+  error or a NaN objective. Only Optuna's public API is used, except :func:`sweeps._ray_compat.optuna_trial`.
+* **Restore safety**: Tune restores the searcher from a snapshot that can be older than the study. A trial whose
+  Optuna twin already finished is never told again (``skip_if_finished``), nor reported to; Optuna trials a dead
+  driver asked for but Tune never recorded are adopted by the next new Tune trials (same parameters; the config's
+  ``resume_trial`` names the dead trial, whose checkpoints and MLflow run the new one continues), so no study trial
+  stays RUNNING; :func:`fail_stale_trials` closes any left.
 """
 
 from __future__ import annotations
@@ -26,23 +31,18 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.searcher import Searcher
 
-from bap.metrics import EPOCH, PRUNED_AGREEMENT, UNION_MACS_RATIO, UNION_PARAMS_RATIO
-from sweeps.space import RESUME_TRIAL_KEY
+from bap import metrics as M
+from sweeps import _ray_compat
 
 logger = logging.getLogger(__name__)
-
-TUNE_TRIAL_ATTR = "tune_trial_id"  # Optuna user attribute: the Ray Tune trial id that ran this Optuna trial
-PREVIOUS_TUNE_TRIAL_ATTR = "previous_tune_trial_id"  # set on adoption: the dead driver's Tune trial id
-FINAL_KEY = PRUNED_AGREEMENT  # present only in a trial's final (pruned) report
 
 
 def objectives(objective: str, multi_objective: bool) -> tuple[list[str], list[str]]:
     """(metrics, modes) the study optimises."""
     if multi_objective:
-        return [objective, UNION_MACS_RATIO, UNION_PARAMS_RATIO], ["max", "min", "min"]
+        return [objective, M.UNION_MACS_RATIO, M.UNION_PARAMS_RATIO], ["max", "min", "min"]
     return [objective], ["max"]
 
 
@@ -77,120 +77,161 @@ def _finite(values: Sequence[Any]) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
-class BapOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` that tolerates stale restores and reports ASHA-stopped trials as PRUNED.
+class AskTellSearcher(Searcher):
+    """One Optuna study as a Tune searcher, through ``ask``/``tell``.
 
     Args:
-        space: define-by-run callable (a :class:`sweeps.space.SpaceSampler`).
-        metric, mode: one metric/mode, or lists for multi-objective.
-        sampler, study_name, storage: as for ``OptunaSearch``.
-        final_key: result key present only in a trial's final report (a trial ending without it was stopped early).
+        space: define-by-run callable ``space(trial) -> constants`` (a :class:`sweeps.space.SpaceSampler`).
+        metric, mode: one metric and ``max``/``min``, or lists of them for a multi-objective study.
+        sampler: the Optuna sampler.
+        study_name: the study (created, or loaded if it exists).
+        storage: a journal file path or an RDB URL (:func:`make_storage`); the searcher pickles the spec, not a
+            connection, so Tune can snapshot it.
     """
 
-    def __init__(self, space: Any, metric: Any, mode: Any, *, sampler: Any, study_name: str, storage: Any,
-                 final_key: str = FINAL_KEY) -> None:
-        super().__init__(space=space, metric=metric, mode=mode, sampler=sampler, study_name=study_name,
-                         storage=storage)
-        self._final_key = final_key
-        self._orphans: list[int] | None = None
-        self._adopted_from: dict[str, str | None] = {}
+    def __init__(self, space: Any, metric: str | list[str], mode: str | list[str], *, sampler: Any,
+                 study_name: str, storage: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self._space = space
+        self._sampler = sampler
+        self._study_name = study_name
+        self._storage_spec = str(storage)
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self._told: set[str] = set()
+        self._adopted_from: dict[str, str] = {}  # Tune trial id -> the dead driver's Tune trial id it continues
+        self._orphans: list[int] | None = None  # RUNNING study trials nobody here owns; computed once per restore
+        self._study: optuna.Study | None = None
+        self._live: dict[str, optuna.trial.Trial] = {}  # trials asked by this process
+
+    # Tune pickles the searcher into its experiment state: keep configuration and bookkeeping, not connections.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_study=None, _live={}, _orphans=None)
+        return state
+
+    @property
+    def multi_objective(self) -> bool:
+        return isinstance(self.metric, list)
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            modes = self.mode if isinstance(self.mode, list) else [self.mode]
+            self._study = optuna.create_study(
+                study_name=self._study_name, storage=make_storage(self._storage_spec), sampler=self._sampler,
+                directions=["maximize" if m == "max" else "minimize" for m in modes], load_if_exists=True)
+        return self._study
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # metric, mode and space are fixed at construction
 
     # --- asking ------------------------------------------------------------------------------------------------
-    def _orphan_trial_ids(self) -> list[int]:
-        """Storage ids of RUNNING study trials that no Tune trial of this searcher owns (a dead driver's asks)."""
-        owned = {t._trial_id for t in self._ot_trials.values()}
-        running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [t._trial_id for t in running if t._trial_id not in owned]
+    def _trial(self, trial_id: str) -> optuna.trial.Trial:
+        if trial_id not in self._live:
+            self._live[trial_id] = _ray_compat.optuna_trial(self.study, self._numbers[trial_id])
+        return self._live[trial_id]
+
+    def _take_orphan(self) -> int | None:
+        if self._orphans is None:
+            owned = set(self._numbers.values())
+            running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            self._orphans = [t.number for t in running if t.number not in owned]
+            if self._orphans:
+                logger.info("Adopting %d Optuna trial(s) a previous driver left RUNNING", len(self._orphans))
+        return self._orphans.pop(0) if self._orphans else None
+
+    def _new_trial(self, trial_id: str) -> None:
+        orphan = self._take_orphan()
+        if orphan is None:
+            trial = self.study.ask()
+        else:
+            trial = _ray_compat.optuna_trial(self.study, orphan)
+            previous = trial.user_attrs.get(M.ATTR_TUNE_TRIAL)
+            if previous:
+                trial.set_user_attr(M.ATTR_PREVIOUS_TUNE_TRIAL, previous)
+                self._adopted_from[trial_id] = previous
+        trial.set_user_attr(M.ATTR_TUNE_TRIAL, trial_id)
+        self._numbers[trial_id] = trial.number
+        self._live[trial_id] = trial
 
     def suggest(self, trial_id: str) -> dict | None:
-        adopted_from = None
-        if trial_id not in self._ot_trials and self._ot_study is not None:
-            if self._orphans is None:
-                self._orphans = self._orphan_trial_ids()
-                if self._orphans:
-                    logger.info("Adopting %d Optuna trial(s) a previous driver left RUNNING", len(self._orphans))
-            if self._orphans:
-                storage_id = self._orphans.pop(0)
-                adopted_from = self._ot_study._storage.get_trial(storage_id).user_attrs.get(TUNE_TRIAL_ATTR)
-                ot_trial = optuna.trial.Trial(self._ot_study, storage_id)
-                if adopted_from:
-                    ot_trial.set_user_attr(PREVIOUS_TUNE_TRIAL_ATTR, adopted_from)
-            else:
-                ot_trial = self._ot_study.ask()
-            ot_trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
-            self._ot_trials[trial_id] = ot_trial
-            self._adopted_from[trial_id] = adopted_from
-        config = super().suggest(trial_id)
-        if config is not None and self._adopted_from.get(trial_id):
-            # The new Tune trial continues the dead one: its checkpoints and its MLflow run.
-            config[RESUME_TRIAL_KEY] = self._adopted_from[trial_id]
+        if trial_id not in self._numbers:
+            self._new_trial(trial_id)
+        trial = self._trial(trial_id)
+        constants = self._space(trial)  # an adopted trial's suggest_* calls return the values it already has
+        config = {**trial.params, **constants}
+        if trial_id in self._adopted_from:  # the new Tune trial continues the dead one: its checkpoints and run
+            config[M.RESUME_TRIAL_KEY] = self._adopted_from[trial_id]
         return config
 
     # --- telling -----------------------------------------------------------------------------------------------
-    def _is_finished(self, trial_id: str) -> bool:
-        if trial_id in self._completed_trials:
+    def _finished(self, trial_id: str) -> bool:
+        """True if there is nothing to tell: not ours, told already, or finished in the study (a stale restore)."""
+        if trial_id in self._told or trial_id not in self._numbers:
             return True
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None:
-            return True  # not ours (or lost): nothing to tell
-        state = self._ot_study._storage.get_trial(ot_trial._trial_id).state
-        if state.is_finished():
-            self._completed_trials.add(trial_id)
+        number = self._numbers[trial_id]
+        frozen = next((t for t in self.study.get_trials(deepcopy=False) if t.number == number), None)
+        if frozen is None or frozen.state.is_finished():
+            self._told.add(trial_id)
             return True
         return False
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if isinstance(self.metric, list) or trial_id in self._completed_trials:
+        if self.multi_objective or trial_id in self._told or trial_id not in self._numbers:
             return  # Optuna keeps no intermediate values for multi-objective studies
-        ot_trial = self._ot_trials.get(trial_id)
         value = result.get(self.metric)
-        if ot_trial is None or value is None or not _finite([value]):
+        if value is None or not _finite([value]):
             return
-        step = int(result.get(EPOCH, result.get("training_iteration", 0)))
+        step = int(result.get(M.EPOCH, result.get("training_iteration", 0)))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "step already reported" after a resume is expected
-                ot_trial.report(float(value), step)
+                self._trial(trial_id).report(float(value), step)
         except optuna.exceptions.UpdateFinishedTrialError:
-            self._completed_trials.add(trial_id)
+            self._told.add(trial_id)
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self._is_finished(trial_id):
-            return
-        ot_trial = self._ot_trials[trial_id]
+    def _outcome(self, trial_id: str, result: dict | None, error: bool) -> tuple[TrialState, Any]:
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [result.get(m) for m in metrics] if result else []
         if error:
-            state, told = TrialState.FAIL, None
-        elif result and self._final_key in result and _finite(values):
-            state, told = TrialState.COMPLETE, (values if isinstance(self.metric, list) else values[0])
-        elif result and self._final_key in result:
-            state, told = TrialState.FAIL, None  # finished with a NaN/missing objective
-        else:
-            state, told = TrialState.PRUNED, None
-            if result and EPOCH in result:
-                ot_trial.set_user_attr("stopped_at_epoch", int(result[EPOCH]))
+            return TrialState.FAIL, None
+        if result and M.is_finished(result):
+            if not _finite(values):
+                return TrialState.FAIL, None  # finished with a NaN or missing objective
+            return TrialState.COMPLETE, values if self.multi_objective else values[0]
+        if result and M.EPOCH in result:
+            self._trial(trial_id).set_user_attr(M.ATTR_STOPPED_AT_EPOCH, int(result[M.EPOCH]))
+        return TrialState.PRUNED, None
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._finished(trial_id):
+            return
         try:
-            self._ot_study.tell(ot_trial, told, state=state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
+            state, values = self._outcome(trial_id, result, error)
+            self.study.tell(self._numbers[trial_id], values, state=state, skip_if_finished=True)
         except Exception as exc:  # never let bookkeeping kill the sweep
             logger.warning("Optuna tell failed for trial %s: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
+        self._told.add(trial_id)
+        self._live.pop(trial_id, None)
+
+    # --- snapshots ---------------------------------------------------------------------------------------------
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        self._orphans = None  # recompute against the study as it is now, not as it was pickled
+        import pickle
 
-    @property
-    def study(self) -> optuna.Study:
-        return self._ot_study
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))  # recomputed against the study as it is now: orphans, live trials
 
 
 class PerBudgetSearch(Searcher):
-    """One single-objective :class:`BapOptunaSearch` per budget behind one Tune searcher, assigned round-robin."""
+    """One single-objective :class:`AskTellSearcher` per budget behind one Tune searcher, assigned round-robin."""
 
-    def __init__(self, searchers: Mapping[float, BapOptunaSearch], metric: str, mode: str) -> None:
+    def __init__(self, searchers: Mapping[float, AskTellSearcher], metric: str, mode: str) -> None:
         super().__init__(metric=metric, mode=mode)
         self._searchers = dict(searchers)
         self._order = list(self._searchers)
@@ -218,15 +259,13 @@ class PerBudgetSearch(Searcher):
         import pickle
 
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__.copy(), f)
+            pickle.dump(self.__dict__.copy(), f)  # the sub-searchers pickle without their connections
 
     def restore(self, checkpoint_path: str) -> None:
         import pickle
 
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
-        for searcher in self._searchers.values():
-            searcher._orphans = None
 
     @property
     def studies(self) -> list[optuna.Study]:
@@ -238,7 +277,7 @@ def studies_of(search: Any) -> list[optuna.Study]:
     inner = getattr(search, "searcher", search)  # ConcurrencyLimiter
     if isinstance(inner, PerBudgetSearch):
         return inner.studies
-    if isinstance(inner, BapOptunaSearch):
+    if isinstance(inner, AskTellSearcher):
         return [inner.study]
     return []
 
@@ -248,8 +287,8 @@ def fail_stale_trials(study: optuna.Study, reason: str = "sweep ended without a 
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            _ray_compat.optuna_trial(study, t.number).set_user_attr(M.ATTR_FAIL_REASON, reason)
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             n += 1
         except optuna.exceptions.UpdateFinishedTrialError:
             pass

@@ -20,14 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bap.metrics import BUDGET
+from bap.metrics import BUDGET, OPTUNA_STUDY_KEY, OPTUNA_TRIAL_KEY, TRIAL_META_KEYS
 from sweeps.config import ConfigError
 
 KINDS = ("choice", "uniform", "loguniform", "int", "logint")
-OPTUNA_TRIAL_KEY = "optuna_trial"  # trial config key carrying the Optuna trial number (not a TrainConfig field)
-OPTUNA_STUDY_KEY = "optuna_study"  # trial config key carrying the study name
-RESUME_TRIAL_KEY = "resume_trial"  # set when a new Tune trial adopts an Optuna trial a dead driver's trial ran
-META_KEYS = (OPTUNA_TRIAL_KEY, OPTUNA_STUDY_KEY, RESUME_TRIAL_KEY)
 
 # Parameters that only mean something when another one has a given value: name -> (parent, active(value)).
 CONDITIONS: dict[str, tuple[str, Any]] = {
@@ -159,8 +155,8 @@ class SpaceSampler:
 
 def split_trial_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A Tune trial config -> (TrainConfig overrides, sweep meta such as the Optuna trial number)."""
-    train = {k: v for k, v in config.items() if k not in META_KEYS}
-    meta = {k: config[k] for k in META_KEYS if k in config}
+    train = {k: v for k, v in config.items() if k not in TRIAL_META_KEYS}
+    meta = {k: config[k] for k in TRIAL_META_KEYS if k in config}
     return train, meta
 
 

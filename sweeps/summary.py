@@ -1,13 +1,22 @@
-"""The end-of-sweep summary: best trial per budget (grid mode) or the Pareto set (pareto mode), as plain rows."""
+"""The end-of-sweep summary: one row per trial, the best trial per budget (grid mode) and the Pareto set, as a
+:class:`SweepResult` (what :func:`sweeps.run` returns, ``summary.json`` on the parent run) and as text.
+
+The Pareto set is the analysis' exact engine (:func:`analysis.pareto.pareto_mask`) on (objective up, union MACs
+ratio down, union params ratio down) over the finished trials -- the same fronts the report draws.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bap import metrics as M
+
+FINISHED, KILLED, FAILED = "FINISHED", "KILLED", "FAILED"
 
 
 @dataclass(frozen=True)
@@ -33,28 +42,48 @@ class TrialRow:
                    str(config.get("sharing", "")))
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+def rows_from_results(results: Any, objective: str) -> list[TrialRow]:
+    """One row per trial of a Tune ``ResultGrid`` (None: no rows); status by :func:`bap.metrics.is_finished`."""
+    rows = []
+    for r in results if results is not None else []:
+        metrics = r.metrics or {}
+        status = FAILED if r.error is not None else FINISHED if M.is_finished(metrics) else KILLED
+        trial_id = metrics.get("trial_id") or Path(r.path).name
+        rows.append(TrialRow.from_result(trial_id, status, r.config or {}, metrics, objective))
+    return rows
 
 
 def pareto_set(rows: Sequence[TrialRow]) -> list[TrialRow]:
-    """Finished trials not dominated in (objective up, union MACs ratio down, union params ratio down)."""
-    done = [r for r in rows if r.status == "FINISHED" and all(
-        math.isfinite(v) for v in (r.objective, r.union_macs_ratio, r.union_params_ratio))]
-    keys = {r.trial_id: (r.objective, -r.union_macs_ratio, -r.union_params_ratio) for r in done}
-    front = [r for r in done if not any(_dominates(keys[o.trial_id], keys[r.trial_id]) for o in done if o is not r)]
-    return sorted(front, key=lambda r: r.union_macs_ratio)
+    """Finished trials not dominated in (objective up, union MACs ratio down, union params ratio down), cheapest
+    MACs first."""
+    import numpy as np
+
+    from analysis.pareto import pareto_mask
+
+    done = [r for r in rows if r.status == FINISHED]
+    if not done:
+        return []
+    points = np.array([[r.objective, r.union_macs_ratio, r.union_params_ratio] for r in done], dtype=float)
+    mask = pareto_mask(points, ("max", "min", "min"))  # a NaN row is never on the front
+    return sorted((r for r, on in zip(done, mask, strict=True) if on), key=lambda r: r.union_macs_ratio)
 
 
 def best_per_budget(rows: Sequence[TrialRow]) -> list[TrialRow]:
     """The finished trial with the best objective at each budget."""
     best: dict[float, TrialRow] = {}
     for r in rows:
-        if r.status != "FINISHED" or not math.isfinite(r.objective):
+        if r.status != FINISHED or not math.isfinite(r.objective):
             continue
         if r.budget not in best or r.objective > best[r.budget].objective:
             best[r.budget] = r
     return [best[b] for b in sorted(best)]
+
+
+def counts(rows: Sequence[TrialRow]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r.status] = out.get(r.status, 0) + 1
+    return out
 
 
 def format_rows(rows: Sequence[TrialRow], objective: str) -> str:
@@ -66,8 +95,82 @@ def format_rows(rows: Sequence[TrialRow], objective: str) -> str:
     return "\n".join(lines)
 
 
-def counts(rows: Sequence[TrialRow]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in rows:
-        out[r.status] = out.get(r.status, 0) + 1
-    return out
+@dataclass
+class SweepResult:
+    """What one sweep did (returned by :func:`sweeps.run`; :meth:`to_dict` is the parent run's ``summary.json``).
+
+    Attributes:
+        sweep: its name.
+        complete: every trial ran to an end (else it was interrupted: ``--resume`` continues it).
+        interrupted: Ctrl-C, a stop, or an error ended it early.
+        rows: one per trial.
+        objective: what the search maximised.
+        mode: ``grid`` (a best trial per budget) or ``pareto``.
+        domains: the domains trained on.
+        tune_results: the Tune experiment folder.
+        optuna: storage and study names.
+        mlflow: tracking URI, experiment, parent run id, how to open it, logging problems and statistics.
+        timings: seconds from the driver's start to each step, and the driver's CPU time (benchmarks read them).
+        warm_workers: trial actors ran on workers prestarted with torch imported.
+        optuna_trials_failed_as_stale: RUNNING study trials closed as FAIL once every Tune trial ended.
+    """
+
+    sweep: str
+    complete: bool
+    interrupted: bool
+    rows: list[TrialRow]
+    objective: str
+    mode: str
+    domains: list[str]
+    tune_results: str
+    optuna: dict[str, Any]
+    mlflow: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    warm_workers: bool = False
+    optuna_trials_failed_as_stale: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return counts(self.rows)
+
+    @property
+    def best_per_budget(self) -> list[TrialRow]:
+        """The best finished trial of each budget of the grid (none in pareto mode, whose budgets rarely repeat)."""
+        return best_per_budget(self.rows) if self.mode == "grid" else []
+
+    @property
+    def pareto(self) -> list[TrialRow]:
+        return pareto_set(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "rows"}
+        out.update(trials=len(self.rows), counts=self.counts, objective=self.objective,
+                   best_per_budget=[dataclasses.asdict(r) for r in self.best_per_budget],
+                   pareto=[dataclasses.asdict(r) for r in self.pareto])
+        return out
+
+
+def print_summary(result: SweepResult) -> None:
+    """The sweep's outcome on stdout: counts, best trial per budget, the Pareto set, where everything is."""
+    counted = ", ".join(f"{v} {k.lower()}" for k, v in sorted(result.counts.items())) or "no trials"
+    print(f"\n[sweep] {result.sweep}: {len(result.rows)} trials ({counted})"
+          f"{' -- interrupted: rerun with --resume' if result.interrupted else ''}")
+    if result.best_per_budget:
+        print("Best trial per budget:")
+        print(format_rows(result.best_per_budget, result.objective))
+    front = result.pareto
+    if front:
+        print(f"Pareto set ({result.objective} up, union MACs and params down):")
+        print(format_rows(front, result.objective))
+    ml = result.mlflow
+    print(f"Tune results:  {result.tune_results}")
+    print(f"Optuna:        {result.optuna['storage']}  studies: {', '.join(result.optuna['studies'])}")
+    print(f"MLflow:        experiment {ml['experiment']!r}, parent run {ml['parent_run_id']}")
+    print(f"               {ml['ui']}")
+    stats = ml["stats"]
+    if any(stats.get(k) for k in ("runs_adopted", "runs_closed_on_reconcile", "orphans_adopted", "orphans_closed")):
+        print(f"Resume:        {stats['runs_adopted']} trial runs re-adopted, {stats['runs_closed_on_reconcile']} "
+              f"closed from Tune's saved state, {stats['orphans_adopted']} runs of unrecorded trials taken over, "
+              f"{stats['orphans_closed']} closed")
+    if ml["logging_errors"]:
+        print(f"MLflow logging problems ({len(ml['logging_errors'])}): {ml['logging_errors'][0]}")

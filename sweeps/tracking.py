@@ -37,14 +37,6 @@ from sweeps.reachability import check_tracking_uri  # noqa: F401  (part of this 
 
 logger = logging.getLogger(__name__)
 
-TAG_OPTUNA_STUDY = "bap.optuna_study"
-TAG_OPTUNA_TRIAL = "bap.optuna_trial"
-TAG_RESTARTS = "bap.restarts"
-TAG_ORPHANED = "bap.orphaned"
-TAG_PREVIOUS_TRIAL = "bap.previous_trial_id"  # a trial that took over a dead driver's unrecorded trial
-TAG_STOPPED_EARLY = "bap.stopped_early"
-TAG_ERROR = "bap.error"
-TAG_TRAIN_DIR = "bap.train_dir"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 # Tune's own bookkeeping keys: not training metrics.
 _SKIP_KEYS = {
@@ -149,7 +141,7 @@ class SweepRun:
             self.run_id, self.adopted = run.info.run_id, True
             if run.info.status != "RUNNING":
                 self.client.update_run(self.run_id, status="RUNNING")
-            self.client.set_tag(self.run_id, "bap.resumed_at", time.strftime("%Y-%m-%d %H:%M:%S"))
+            self.client.set_tag(self.run_id, M.TAG_RESUMED_AT, time.strftime("%Y-%m-%d %H:%M:%S"))
             return self.run_id
         all_tags = {M.TAG_SWEEP_ID: self.sweep_id, M.TAG_ROLE: M.ROLE_SWEEP, **tags}
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=self.sweep_id)
@@ -203,39 +195,33 @@ class _RunState:
     pending: list[Any] = field(default_factory=list)
 
 
-def trial_train_dir(trial: Any) -> tuple[Any, str] | None:
-    """(filesystem, path) of the trial's ``train/`` output folder on the sweep storage."""
-    storage = getattr(trial, "storage", None)
-    if storage is None:
-        return None
+def storage_filesystem(storage_path: str) -> Any:
+    """The pyarrow filesystem of a sweep's storage path (a local folder or an object-store URI)."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(storage_path)[0] if "://" in storage_path else pafs.LocalFileSystem()
+
+
+def _error_text(trial: Any) -> str | None:
     try:
-        return storage.storage_filesystem, f"{storage.trial_fs_path}/train"
-    except Exception:
+        return Path(trial.error_file).read_text()[-4000:] if trial.error_file else None
+    except (OSError, TypeError):
         return None
 
 
-def snapshot(trial: Any) -> TrialInfo:
-    error = None
-    err_file = getattr(getattr(trial, "run_metadata", None), "error_filename", None)
-    if err_file:
-        try:
-            error = Path(err_file).read_text()[-4000:]
-        except OSError:
-            error = None
-    if error is None and getattr(trial, "error_file", None):
-        try:
-            error = Path(trial.error_file).read_text()[-4000:]
-        except (OSError, TypeError):
-            error = None
+def snapshot(trial: Any, filesystem: Any = None) -> TrialInfo:
+    """What the writer needs of a Tune ``Trial`` (its public properties), taken on Tune's thread. ``filesystem``:
+    the sweep storage's, where ``trial.path`` lies (None: no artifacts are logged)."""
+    path = getattr(trial, "path", None)
     return TrialInfo(
         trial_id=trial.trial_id,
         name=str(trial),
         status=trial.status,
         config=dict(trial.config or {}),
         last_result=dict(trial.last_result or {}),
-        train_dir=trial_train_dir(trial),
-        error=error,
-        num_failures=int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0),
+        train_dir=(filesystem, f"{path}/{M.TRAIN_DIR}") if filesystem is not None and path else None,
+        error=_error_text(trial),
+        num_failures=int(getattr(trial, "num_failures", 0) or 0),
     )
 
 
@@ -246,15 +232,15 @@ class TrialRunLogger(Callback):
         tracking_uri, experiment_id, parent_run_id, sweep_id: where the runs go.
         fixed_params: training settings shared by every trial (logged as params with the trial's own config).
         tags: extra tags on every child run (e.g. ``bap.preset``).
-        final_key: result key only the final (pruned) report has: a trial that completes without it was stopped
-            early (KILLED).
+        storage_path: the sweep's Tune storage path, where each trial's ``train/`` outputs are (logged as artifacts
+            when it completes); None: no artifacts.
         end_timeout_s: how long a trial's end waits for its MLflow writes (with ``wait_for_end``).
         wait_for_end: block Tune's loop until a trial's end is written (off by default: reconciled on resume).
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str, *,
                  fixed_params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
-                 final_key: str = M.PRUNED_AGREEMENT, end_timeout_s: float = 60.0,
+                 storage_path: str | None = None, end_timeout_s: float = 60.0,
                  flush_interval_s: float = 0.5, wait_for_end: bool = False) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
@@ -262,7 +248,8 @@ class TrialRunLogger(Callback):
         self.sweep_id = sweep_id
         self.fixed_params = dict(fixed_params or {})
         self.tags = dict(tags or {})
-        self.final_key = final_key
+        self.storage_path = storage_path
+        self._filesystem: Any = None
         self.end_timeout_s = end_timeout_s
         self.wait_for_end = wait_for_end
         self.flush_interval_s = flush_interval_s
@@ -278,35 +265,40 @@ class TrialRunLogger(Callback):
     # Tune pickles callbacks into tuner.pkl: keep only configuration.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_queue=None, _thread=None, _runs={}, _reconciled=False, errors=[], _orphans={})
+        state.update(_queue=None, _thread=None, _runs={}, _reconciled=False, errors=[], _orphans={}, _filesystem=None)
         return state
 
     # --- Tune hooks (driver thread: enqueue only) -----------------------------------------------------------------
+    def _snapshot(self, trial: Any) -> TrialInfo:
+        if self._filesystem is None and self.storage_path:
+            self._filesystem = storage_filesystem(self.storage_path)
+        return snapshot(trial, self._filesystem)
+
     def setup(self, **info: Any) -> None:
         self._start_thread()
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if not self._reconciled:
             self._reconciled = True
-            self._submit(("reconcile", [snapshot(t) for t in trials]))
+            self._submit(("reconcile", [self._snapshot(t) for t in trials]))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(("start", snapshot(trial)))
+        self._submit(("start", self._snapshot(trial)))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         epoch = result.get(M.EPOCH, result.get("training_iteration"))
         self._submit(("metrics", trial.trial_id, epoch, numeric_metrics(result)))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(("restart", snapshot(trial)))
+        self._submit(("restart", self._snapshot(trial)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        info_ = snapshot(trial)
-        status = "FINISHED" if self.final_key in info_.last_result else "KILLED"
+        info_ = self._snapshot(trial)
+        status = "FINISHED" if M.is_finished(info_.last_result) else "KILLED"
         self._end_submitted(self._submit(("end", info_, status)))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._end_submitted(self._submit(("end", snapshot(trial), "FAILED")))
+        self._end_submitted(self._submit(("end", self._snapshot(trial), "FAILED")))
 
     def _end_submitted(self, done: threading.Event) -> None:
         # Not waited for by default: Tune's loop moves on to the next trial at once. If the driver dies before
@@ -427,7 +419,7 @@ class TrialRunLogger(Callback):
             info: TrialInfo = op[1]
             state = self._ensure_run(info)
             if state and not state.frozen:
-                self._client.set_tag(state.run_id, TAG_RESTARTS, str(info.num_failures))
+                self._client.set_tag(state.run_id, M.TAG_RESTARTS, str(info.num_failures))
         elif kind == "end":
             self._end(op[1], op[2])
         elif kind == "reconcile":
@@ -437,13 +429,13 @@ class TrialRunLogger(Callback):
         if info.trial_id in self._runs:
             return self._runs[info.trial_id]
         existing = getattr(self, "_existing", {}).get(info.trial_id)
-        orphan_key = (info.config.get("optuna_study"), str(info.config.get("optuna_trial")))
-        if existing is None and info.config.get("resume_trial") and orphan_key in self._orphans:
+        orphan_key = (info.config.get(M.OPTUNA_STUDY_KEY), str(info.config.get(M.OPTUNA_TRIAL_KEY)))
+        if existing is None and info.config.get(M.RESUME_TRIAL_KEY) and orphan_key in self._orphans:
             existing = self._orphans.pop(orphan_key)  # continue the dead driver's run of this Optuna trial
             self._client.set_tag(existing.info.run_id, M.TAG_TRIAL_ID, info.trial_id)
-            self._client.set_tag(existing.info.run_id, TAG_PREVIOUS_TRIAL, existing.data.tags.get(M.TAG_TRIAL_ID))
+            self._client.set_tag(existing.info.run_id, M.TAG_PREVIOUS_TRIAL, existing.data.tags.get(M.TAG_TRIAL_ID))
             if info.train_dir is not None:
-                self._client.set_tag(existing.info.run_id, TAG_TRAIN_DIR, info.train_dir[1])
+                self._client.set_tag(existing.info.run_id, M.TAG_TRAIN_DIR, info.train_dir[1])
             self.stats["orphans_adopted"] += 1
         if existing is not None:
             state = _RunState(existing.info.run_id, frozen=existing.info.status in TERMINAL,
@@ -453,7 +445,7 @@ class TrialRunLogger(Callback):
             return state
         budget = info.config.get(M.BUDGET)
         tags = {
-            "mlflow.parentRunId": self.parent_run_id,
+            M.TAG_PARENT_RUN: self.parent_run_id,
             M.TAG_SWEEP_ID: self.sweep_id,
             M.TAG_ROLE: M.ROLE_TRIAL,
             M.TAG_TRIAL_ID: info.trial_id,
@@ -464,17 +456,17 @@ class TrialRunLogger(Callback):
         sharing = info.config.get("sharing", self.fixed_params.get("sharing"))
         if sharing is not None:
             tags[M.TAG_SHARING] = str(sharing)
-        for key, tag in (("optuna_study", TAG_OPTUNA_STUDY), ("optuna_trial", TAG_OPTUNA_TRIAL)):
+        for key, tag in ((M.OPTUNA_STUDY_KEY, M.TAG_OPTUNA_STUDY), (M.OPTUNA_TRIAL_KEY, M.TAG_OPTUNA_TRIAL)):
             if key in info.config:
                 tags[tag] = str(info.config[key])
         if info.train_dir is not None:
-            tags[TAG_TRAIN_DIR] = info.train_dir[1]
+            tags[M.TAG_TRAIN_DIR] = info.train_dir[1]
         name = f"{info.trial_id}-b{float(budget):g}" if budget is not None else info.trial_id
         run = self._client.create_run(self.experiment_id, tags=tags, run_name=name)
         state = _RunState(run.info.run_id, frozen=False)
         self._runs[info.trial_id] = state
         self.stats["runs_created"] += 1
-        params = {**self.fixed_params, **{k: v for k, v in info.config.items() if k not in ("optuna_study",)}}
+        params = {**self.fixed_params, **{k: v for k, v in info.config.items() if k != M.OPTUNA_STUDY_KEY}}
         log_params(self._client, state.run_id, flatten_params(params))
         return state
 
@@ -509,14 +501,14 @@ class TrialRunLogger(Callback):
         self._flush_all()
         tags = {}
         if status == "KILLED":
-            tags[TAG_STOPPED_EARLY] = "true"
+            tags[M.TAG_STOPPED_EARLY] = "true"
         if status == "FAILED" and info.error:
-            tags[TAG_ERROR] = info.error.strip().splitlines()[-1][:500] if info.error.strip() else "error"
-            self._client.log_text(state.run_id, info.error, "error.txt")
+            tags[M.TAG_ERROR] = info.error.strip().splitlines()[-1][:500] if info.error.strip() else "error"
+            self._client.log_text(state.run_id, info.error, M.ERROR_FILE)
         for k, v in tags.items():
             self._client.set_tag(state.run_id, k, v)
         if info.num_failures:
-            self._client.set_tag(state.run_id, TAG_RESTARTS, str(info.num_failures))
+            self._client.set_tag(state.run_id, M.TAG_RESTARTS, str(info.num_failures))
         self._log_artifacts(state.run_id, info)
         self._client.set_terminated(state.run_id, status=status)
         state.frozen = True
@@ -526,14 +518,14 @@ class TrialRunLogger(Callback):
             return
         fs, path = info.train_dir
         try:
-            with _local_copy(fs, path, ("metrics.json", "trial_config.json", "pruned")) as local:
+            with _local_copy(fs, path, (M.METRICS_FILE, M.TRIAL_CONFIG_FILE, M.PRUNED_DIR)) as local:
                 if local is None:
                     return
-                for name in ("metrics.json", "trial_config.json"):
+                for name in (M.METRICS_FILE, M.TRIAL_CONFIG_FILE):
                     if (local / name).is_file():
                         self._client.log_artifact(run_id, str(local / name))
-                if (local / "pruned").is_dir():
-                    self._client.log_artifacts(run_id, str(local / "pruned"), "pruned")
+                if (local / M.PRUNED_DIR).is_dir():
+                    self._client.log_artifacts(run_id, str(local / M.PRUNED_DIR), M.PRUNED_DIR)
         except Exception as exc:
             self._error(f"artifacts of {info.trial_id}: {exc}")
 
@@ -548,7 +540,7 @@ class TrialRunLogger(Callback):
                 continue
             if info.status in ("TERMINATED", "ERROR"):
                 status = "FAILED" if info.status == "ERROR" else (
-                    "FINISHED" if self.final_key in info.last_result else "KILLED")
+                    "FINISHED" if M.is_finished(info.last_result) else "KILLED")
                 self._end(info, status)
                 self.stats["runs_closed_on_reconcile"] += 1
         for tid, run in existing.items():
@@ -556,12 +548,12 @@ class TrialRunLogger(Callback):
                 continue
             # Tune never recorded this trial; the searcher hands its Optuna trial to a new Tune trial, which
             # adopts this run (see _ensure_run). Runs nobody adopts are closed when the sweep ends.
-            key = (run.data.tags.get(TAG_OPTUNA_STUDY), run.data.tags.get(TAG_OPTUNA_TRIAL))
+            key = (run.data.tags.get(M.TAG_OPTUNA_STUDY), run.data.tags.get(M.TAG_OPTUNA_TRIAL))
             self._orphans[key] = run
 
     def _close_orphans(self) -> None:
         for run in self._orphans.values():
-            self._client.set_tag(run.info.run_id, TAG_ORPHANED,
+            self._client.set_tag(run.info.run_id, M.TAG_ORPHANED,
                                  "Tune never recorded this trial before its driver stopped, and no new trial "
                                  "took it over")
             self._client.set_terminated(run.info.run_id, status="KILLED")

@@ -22,23 +22,27 @@ What it adds around the training function:
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bap import metrics as M
+from bap.entrypoint import Report, load_entrypoint
+from sweeps import _ray_compat
 from sweeps.faults import FAULT_ENV, parse_fault  # noqa: F401  (re-exported: the driver parses without torch)
-from sweeps.space import RESUME_TRIAL_KEY, split_trial_config
+from sweeps.space import split_trial_config
 
 logger = logging.getLogger(__name__)
 
-RESUMED_FROM_EPOCH = "resumed_from_epoch"  # reported each epoch: the epoch this attempt resumed after (0 = fresh)
 FAULT_MARKER = ".bap_fault_injected"
+# Keys of a checkpoint's metadata: its epoch (M.EPOCH), that epoch's report, every report so far, its files' sizes.
+CHECKPOINT_REPORT = "report"
+CHECKPOINT_HISTORY = "history"
 CHECKPOINT_FILE_SIZES = "files"
 
 _DATA_CACHE: dict[str, Any] = {}  # per worker process: object ref hex -> deserialised domains
@@ -72,18 +76,6 @@ def _claim_fault(fault: Mapping[str, Any], trial_dir: Path) -> bool:
             return False
     marker.write_text("fault injected")
     return True
-
-
-def _storage() -> Any:
-    from ray.train._internal.session import get_storage
-
-    return get_storage()
-
-
-def _is_local(fs: Any) -> bool:
-    import pyarrow.fs as pafs
-
-    return isinstance(fs, pafs.LocalFileSystem)
 
 
 def _file_sizes(directory: Path) -> dict[str, int]:
@@ -177,103 +169,124 @@ def _write_backbone(settings: Mapping[str, Any], train_values: dict[str, Any]) -
 def _copy_outputs(src: Path, dst: Path) -> None:
     import shutil
 
-    for name in (M.METRICS_FILE, "pruned"):
+    for name in (M.METRICS_FILE, M.PRUNED_DIR):
         if (src / name).is_dir():
             shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
         elif (src / name).is_file():
             shutil.copy2(src / name, dst / name)
 
 
-def run_trial(config: dict[str, Any], settings: Mapping[str, Any], shared: Any = None) -> None:
-    """Tune function trainable. ``settings``: entrypoint, fixed train values, threads, fault spec, ended trials."""
-    from ray import tune
+@dataclass
+class _Resume:
+    """Where a (re)started trial continues: the checkpoint to resume from, after which epoch, the reports so far."""
 
-    entry = importlib.import_module(settings["entrypoint"])
-    ctx = tune.get_context()
-    trial_id = ctx.get_trial_id()
+    directory: str | None = None
+    epoch: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    done: bool = False  # its final epoch was already reported: finished once, nothing to redo
 
-    # A trial that already ended (in MLflow) under a driver that died before Tune recorded it: report and stop.
-    ended = (settings.get("ended") or {}).get(trial_id)
-    if ended:
-        tune.report(dict(ended))
-        return
 
-    threads = int(settings.get("threads") or 0)
-    if threads > 0:
+def _set_threads(threads: Any) -> None:
+    if int(threads or 0) > 0:
         try:
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(int(threads))
         except ImportError:
             pass
 
-    storage = _storage()
-    fs, trial_fs_path = storage.storage_filesystem, storage.trial_fs_path
-    local_storage = _is_local(fs)
-    out_dir = Path(trial_fs_path if local_storage else storage.trial_working_directory) / "train"
-    out_dir.mkdir(parents=True, exist_ok=True)
 
+def _find_resume(trial_id: str, meta: Mapping[str, Any], storage: _ray_compat.TrialStorage,
+                 settings: Mapping[str, Any], out_dir: Path) -> _Resume:
+    """Resume from the newest complete checkpoint of this trial (or of the dead trial it adopted); re-report the
+    epochs MLflow may lack (the driver passes the last epoch each run holds; MLflow skips what it has, Optuna
+    ignores a step it has)."""
+    from ray import tune
+
+    adopted = meta.get(M.RESUME_TRIAL_KEY)
+    adopted_path = f"{Path(storage.trial_path).parent.as_posix()}/{trial_dirname_for(adopted)}" if adopted else None
+    found = find_newest_checkpoint(tune.get_checkpoint(), storage.filesystem, storage.trial_path, adopted_path)
+    if found is None:
+        return _Resume()
+    ck, ck_meta = found
+    report = ck_meta.get(CHECKPOINT_REPORT) or {}
+    history = [dict(h) for h in ck_meta.get(CHECKPOINT_HISTORY) or ([report] if report else [])]
+    logged = settings.get("logged_epochs") or {}
+    last_logged = float(logged.get(trial_id, logged.get(adopted, 0.0) if adopted else 0.0))
+    replay = [h for h in history if float(h.get(M.EPOCH, 0)) > last_logged]
+    if M.is_finished(report):
+        if adopted_path and storage.is_local and str(ck.path).startswith(adopted_path):
+            _copy_outputs(Path(adopted_path) / M.TRAIN_DIR, out_dir)
+        for h in replay or [report]:
+            tune.report(dict(h))
+        return _Resume(done=True)
+    for h in replay:
+        tune.report({**h, M.RESUMED_FROM_EPOCH: h.get(M.RESUMED_FROM_EPOCH, 0.0)})
+    directory = ck.path if storage.is_local else ck.to_directory(tempfile.mkdtemp(prefix="bap-resume-"))
+    logger.info("trial %s resumes after epoch %g from %s", trial_id, float(ck_meta[M.EPOCH]), ck.path)
+    return _Resume(directory, float(ck_meta[M.EPOCH]), history)
+
+
+def _reporter(storage: _ray_compat.TrialStorage, resume: _Resume, fault: Mapping[str, Any] | None) -> Report:
+    """``report(metrics, checkpoint_dir)`` for the training loop: each epoch to Tune with its checkpoint, the epoch,
+    the report and every report so far as the checkpoint's metadata (and the injected fault, in tests)."""
+    from ray import tune
+
+    history = resume.history
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path) -> None:
+        epoch = float(metrics.get(M.EPOCH, 0))
+        if fault and int(epoch) == int(fault["epoch"]) and _claim_fault(fault, Path(storage.trial_path)):
+            if fault["mode"] == "exit":
+                os._exit(17)  # a worker crash, as far as Tune can tell
+            raise RuntimeError(f"injected fault at epoch {epoch:g} ({FAULT_ENV})")
+        metrics = {**metrics, M.RESUMED_FROM_EPOCH: resume.epoch}
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir))
+        history.append(metrics)
+        checkpoint.set_metadata({M.EPOCH: epoch, CHECKPOINT_REPORT: metrics, CHECKPOINT_HISTORY: history,
+                                 CHECKPOINT_FILE_SIZES: _file_sizes(Path(checkpoint_dir))})
+        tune.report(metrics, checkpoint=checkpoint)
+
+    return report
+
+
+def _upload_outputs(out_dir: Path, storage: _ray_compat.TrialStorage) -> None:
+    """Outputs written on this node go next to the trial on the sweep storage."""
+    import pyarrow.fs as pafs
+
+    for name in (M.METRICS_FILE, M.TRIAL_CONFIG_FILE, M.PRUNED_DIR):
+        src = out_dir / name
+        if src.exists():
+            pafs.copy_files(str(src), f"{storage.trial_path}/{M.TRAIN_DIR}/{name}",
+                            source_filesystem=pafs.LocalFileSystem(), destination_filesystem=storage.filesystem)
+
+
+def run_trial(config: dict[str, Any], settings: Mapping[str, Any], shared: Any = None) -> None:
+    """Tune function trainable. ``settings``: entrypoint, fixed train values, threads, fault spec, ended trials,
+    logged epochs, backbone bytes; ``shared``: the object-store reference of the preloaded domains."""
+    from ray import tune
+
+    entry = load_entrypoint(settings["entrypoint"])
+    trial_id = tune.get_context().get_trial_id()
+    ended = (settings.get("ended") or {}).get(trial_id)
+    if ended:  # ended in MLflow under a driver that died before Tune recorded it: report and stop
+        tune.report(dict(ended))
+        return
+    _set_threads(settings.get("threads"))
+    storage = _ray_compat.trial_storage()
+    out_dir = Path(storage.trial_path if storage.is_local else storage.working_dir) / M.TRAIN_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
     searched, meta = split_trial_config(config)
     train_values = {**settings.get("train", {}), **searched}
     _write_backbone(settings, train_values)
     train_config = entry.TrainConfig.from_dict(train_values)
-
-    # A trial adopting the Optuna trial of a dead driver's unrecorded trial continues from that trial's checkpoints.
-    adopted = meta.get(RESUME_TRIAL_KEY)
-    adopted_path = f"{Path(trial_fs_path).parent.as_posix()}/{trial_dirname_for(adopted)}" if adopted else None
-    found = find_newest_checkpoint(tune.get_checkpoint(), fs, trial_fs_path, adopted_path)
-    resume_dir: str | None = None
-    resumed_from = 0.0
-    history: list[dict[str, float]] = []  # every report so far, carried in each checkpoint's metadata
-    if found is not None:
-        ck, ck_meta = found
-        report = ck_meta.get("report") or {}
-        history = [dict(h) for h in ck_meta.get("history") or ([report] if report else [])]
-        # Re-report the epochs MLflow may not have (the driver died before writing them): the driver passes the
-        # last epoch each run holds; MLflow skips what it has, Optuna ignores a step it has.
-        logged = settings.get("logged_epochs") or {}
-        last_logged = float(logged.get(trial_id, logged.get(adopted, 0.0) if adopted else 0.0))
-        replay = [h for h in history if float(h.get(M.EPOCH, 0)) > last_logged]
-        if M.PRUNED_AGREEMENT in report:  # the final epoch was already reported: finished once, do not redo
-            if adopted_path and local_storage and str(ck.path).startswith(adopted_path):
-                _copy_outputs(Path(adopted_path) / "train", out_dir)
-            for h in replay or [report]:
-                tune.report(dict(h))
-            return
-        resumed_from = float(ck_meta[M.EPOCH])
-        for h in replay:
-            tune.report({**h, RESUMED_FROM_EPOCH: h.get(RESUMED_FROM_EPOCH, 0.0)})
-        if local_storage:
-            resume_dir = ck.path
-        else:
-            resume_dir = ck.to_directory(tempfile.mkdtemp(prefix="bap-resume-"))
-        logger.info("trial %s resumes after epoch %g from %s", trial_id, resumed_from, ck.path)
-
-    fault = settings.get("fault") if local_storage else None
-    (out_dir / "trial_config.json").write_text(json.dumps(
+    resume = _find_resume(trial_id, meta, storage, settings, out_dir)
+    if resume.done:
+        return
+    (out_dir / M.TRIAL_CONFIG_FILE).write_text(json.dumps(
         {"trial_id": trial_id, "train": train_config.to_dict(), **meta}, indent=1, default=str))
-
-    def report(metrics: dict[str, float], checkpoint_dir: Path) -> None:
-        epoch = float(metrics.get(M.EPOCH, 0))
-        if fault and int(epoch) == int(fault["epoch"]) and _claim_fault(fault, Path(trial_fs_path)):
-            if fault["mode"] == "exit":
-                os._exit(17)  # a worker crash, as far as Tune can tell
-            raise RuntimeError(f"injected fault at epoch {epoch:g} ({FAULT_ENV})")
-        metrics = dict(metrics)
-        metrics[RESUMED_FROM_EPOCH] = resumed_from
-        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir))
-        history.append(metrics)
-        checkpoint.set_metadata({M.EPOCH: epoch, "report": metrics, "history": history,
-                                 CHECKPOINT_FILE_SIZES: _file_sizes(Path(checkpoint_dir))})
-        tune.report(metrics, checkpoint=checkpoint)
-
-    entry.train(train_config, out_dir, data=_get_data(shared), report=report, resume_from=resume_dir)
-
-    if not local_storage:  # outputs live on this node: put them next to the trial on the sweep storage
-        import pyarrow.fs as pafs
-
-        for name in (M.METRICS_FILE, "trial_config.json", "pruned"):
-            src = out_dir / name
-            if src.exists():
-                pafs.copy_files(str(src), f"{trial_fs_path}/train/{name}",
-                                source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    fault = settings.get("fault") if storage.is_local else None
+    entry.train(train_config, out_dir, data=_get_data(shared), report=_reporter(storage, resume, fault),
+                resume_from=resume.directory)
+    if not storage.is_local:
+        _upload_outputs(out_dir, storage)

@@ -22,22 +22,14 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-# What Tune (ray/tune/execution/class_cache.py) gives every trial actor, besides the driver variables it copies.
+from sweeps import _ray_compat
+
+ray_cpus = _ray_compat.ray_cpus  # the CPUs a local Ray will have, before it starts
+
+# What Tune gives every trial actor (_ray_compat.tune_actor_env), besides the driver variables it copies.
 TUNE_ACTOR_ENV = {"PL_DISABLE_FORK": "1"}
 # Imported into each prestarted worker while the driver prepares the sweep (what a trial worker spends its start on).
 PRELOAD_MODULES = ("torch", "ray.tune")
-
-
-def ray_cpus(num_cpus: int | None) -> int:
-    """The CPUs of a local ``ray.init(num_cpus=num_cpus)``: Ray's own count (cgroup quotas included) if None."""
-    if num_cpus:
-        return int(num_cpus)
-    try:
-        from ray._private.utils import get_num_cpus
-
-        return max(1, int(get_num_cpus()))
-    except Exception:  # noqa: BLE001  (a Ray without that helper: the machine's count, as Ray used to)
-        return os.cpu_count() or 1
 
 
 def worth_warming(cpus: int, max_concurrent: int, cpus_per_trial: float, gpus_per_trial: float = 0.0,
@@ -92,21 +84,16 @@ def trial_actors_inherit(worker_env: Mapping[str, str]) -> Iterator[bool]:
     """Around ``Tuner.fit`` on a Ray started with ``worker_env`` (from :func:`worker_environment`): Tune's trial
     actors get the default runtime environment, since the workers already have every variable Tune would give
     them. Yields whether it could (False: Tune's variables are not as expected, or differ from the workers')."""
-    try:
-        from ray.tune.execution import class_cache
-    except ImportError:
+    tune_env = _ray_compat.tune_actor_env()
+    if tune_env is None:
         yield False
         return
-    defaults = getattr(class_cache, "DEFAULT_ENV_VARS", None)
-    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
-    same = defaults == TUNE_ACTOR_ENV and propagated is not None and all(
+    defaults, propagated = tune_env
+    same = defaults == TUNE_ACTOR_ENV and all(
         worker_env.get(name) == value for name, value in TUNE_ACTOR_ENV.items()) and all(
         worker_env.get(name) == os.environ.get(name) for name in propagated)
     if not same:
         yield False
         return
-    class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = {}, set()
-    try:
+    with _ray_compat.trial_actors_inherit():
         yield True
-    finally:
-        class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = defaults, propagated

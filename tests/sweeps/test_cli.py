@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sweeps.decathlon import main
+from sweeps.cli import main
 
 REPO_DRIVER = "sweeps/decathlon.py"
 
@@ -98,7 +98,7 @@ def test_subprocess_exit_code_and_no_traceback(workdir):
 def test_a_driver_attaching_to_a_cluster_ships_the_code_unless_inside_a_ray_job():
     from pathlib import Path
 
-    from sweeps.decathlon import REPO_ROOT, cluster_runtime_env
+    from sweeps.session import REPO_ROOT, cluster_runtime_env
 
     shipped = cluster_runtime_env("bap.train", {})
     assert shipped == {"py_modules": [str(REPO_ROOT / "bap"), str(REPO_ROOT / "sweeps")]}
@@ -114,10 +114,10 @@ def test_a_driver_attaching_to_a_cluster_ships_the_code_unless_inside_a_ray_job(
 ])
 def test_which_addresses_start_a_local_ray(monkeypatch, flag, env, local):
     from sweeps import config as C
-    from sweeps.decathlon import _starts_local_ray
+    from sweeps.session import starts_local_ray
 
     if env is None:
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
     else:
         monkeypatch.setenv("RAY_ADDRESS", env)
-    assert _starts_local_ray(C.resolve("smoke", overrides={"address": flag})) is local
+    assert starts_local_ray(C.resolve("smoke", overrides={"address": flag})) is local

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from sweeps import config as C
+from sweeps.cli import build_parser, config_from_args
 from sweeps.config import ConfigError
-from sweeps.decathlon import build_parser, config_from_args
 
 
 def test_every_preset_resolves_and_validates(tmp_path):

@@ -17,8 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from bap import metrics as M
-from sweeps.search import TUNE_TRIAL_ATTR, make_storage
-from sweeps.trainable import RESUMED_FROM_EPOCH
+from bap.metrics import RESUMED_FROM_EPOCH
+from sweeps.search import make_storage
 from tests.sweeps.driver import SweepRun, new_run, run_driver, start_driver, wait_gone
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def check_consistent(run: SweepRun, expected_trials: int) -> dict:
     assert set(statuses.values()) <= {"FINISHED", "KILLED"}, statuses
     trials = optuna_trials(run)
     assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-    told = {t.user_attrs.get(TUNE_TRIAL_ATTR): t.state.name for t in trials if t.state.name in ("COMPLETE", "PRUNED")}
+    told = {t.user_attrs.get(M.ATTR_TUNE_TRIAL): t.state.name for t in trials if t.state.name in ("COMPLETE", "PRUNED")}
     assert told == {tid: {"FINISHED": "COMPLETE", "KILLED": "PRUNED"}[s] for tid, s in statuses.items()}
     return {"client": client, "parent": parents[0], "children": {c.data.tags[M.TAG_TRIAL_ID]: c for c in children},
             "optuna": trials}
@@ -127,7 +127,7 @@ def test_asha_stops_a_dominated_trial_early(tmp_path, mini_data):
         assert child.data.metrics[M.EPOCH] < 3
         assert child.data.tags.get("bap.stopped_early") == "true"
     pruned = [t for t in found["optuna"] if t.state == optuna.trial.TrialState.PRUNED]
-    assert {t.user_attrs[TUNE_TRIAL_ATTR] for t in pruned} == set(stopped)
+    assert {t.user_attrs[M.ATTR_TUNE_TRIAL] for t in pruned} == set(stopped)
     # Each stopped trial was behind some trial at its rung (same budget here).
     first = {tid: client.get_metric_history(c.info.run_id, M.MEAN_VAL_ACC)[0].value
              for tid, c in found["children"].items()}

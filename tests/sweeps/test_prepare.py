@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ def local_ray():
 
 def _run(where: str, train_values: dict[str, Any], keep_data: bool = True) -> tuple[Any, dict, Any]:
     prep = Preparation(ENTRY, train_values, searched=[], keep_data=keep_data)
-    prep.start_here() if where == "here" else prep.start_remote()
-    return prep.result()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prep.start_here(pool) if where == "here" else prep.start_remote()
+        return prep.result()
 
 
 @pytest.mark.parametrize("where", ["here", "remote"])

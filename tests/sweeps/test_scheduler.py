@@ -110,7 +110,7 @@ def test_unknown_peers_is_refused():
 
 def test_driver_ranks_a_grid_per_budget_and_a_continuum_by_dominance():
     from sweeps.config import resolve
-    from sweeps.decathlon import build_scheduler
+    from sweeps.tuner import build_scheduler
 
     grid = build_scheduler(resolve("smoke", None, {"mode": "grid"}), epochs=3)
     pareto = build_scheduler(resolve("smoke", None, {"mode": "pareto"}), epochs=3)

@@ -84,13 +84,13 @@ def test_samplers_are_pinned():
 
 
 def _searcher(tmp_path, multi: bool = False, name: str = "sweep"):
-    storage = search.make_storage(str(tmp_path / "journal.log"))
+    storage = str(tmp_path / "journal.log")
     metric, mode = search.objectives("mean_val_acc", multi)
     if multi:
         sampler = space.SpaceSampler(SPEC, budget_range=(0.1, 1.0), study_name=name)
     else:
         sampler, metric, mode = space.SpaceSampler(SPEC, budget=0.5, study_name=name), metric[0], mode[0]
-    return search.BapOptunaSearch(sampler, metric, mode, sampler=search.make_sampler("tpe", 0, multi),
+    return search.AskTellSearcher(sampler, metric, mode, sampler=search.make_sampler("tpe", 0, multi),
                                   study_name=name, storage=storage)
 
 
@@ -170,6 +170,27 @@ def test_fail_stale_trials(tmp_path):
     assert _states(s.study) == ["COMPLETE", "FAIL"]
 
 
+def test_multi_objective_stopped_early_and_failed(tmp_path):
+    s = _searcher(tmp_path, multi=True)
+    s.suggest("t0")
+    s.suggest("t1")
+    s.on_trial_complete("t0", {"mean_val_acc": 0.2, "epoch": 1.0})  # stopped early
+    s.on_trial_complete("t1", None, error=True)
+    assert _states(s.study) == ["FAIL", "PRUNED"]
+
+
+def test_the_searcher_pickles_without_a_connection_and_reloads_its_study(tmp_path):
+    import pickle
+
+    s = _searcher(tmp_path)
+    s.suggest("t0")
+    copy = pickle.loads(pickle.dumps(s))
+    copy.on_trial_result("t0", {"mean_val_acc": 0.3, "epoch": 1.0})  # reported through a reloaded study
+    copy.on_trial_complete("t0", FINAL)
+    (t,) = s.study.get_trials()
+    assert t.state == TrialState.COMPLETE and t.intermediate_values == {1: 0.3}
+
+
 def test_nan_objective_fails_the_trial(tmp_path):
     s = _searcher(tmp_path)
     s.suggest("t0")
@@ -178,11 +199,11 @@ def test_nan_objective_fails_the_trial(tmp_path):
 
 
 def test_per_budget_search_round_robin_and_restore(tmp_path):
-    storage = search.make_storage(str(tmp_path / "journal.log"))
+    storage = str(tmp_path / "journal.log")
     subs = {}
     for i, b in enumerate((0.25, 0.5, 1.0)):
         name = search.study_name_for("sw", b)
-        subs[b] = search.BapOptunaSearch(space.SpaceSampler(SPEC, budget=b, study_name=name), "mean_val_acc", "max",
+        subs[b] = search.AskTellSearcher(space.SpaceSampler(SPEC, budget=b, study_name=name), "mean_val_acc", "max",
                                          sampler=search.make_sampler("tpe", i, False), study_name=name,
                                          storage=storage)
     s = search.PerBudgetSearch(subs, "mean_val_acc", "max")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from types import SimpleNamespace
 
 import pytest
 from mlflow import MlflowClient
@@ -15,15 +14,15 @@ from sweeps.tracking import SweepRun, TrialRunLogger, check_tracking_uri, numeri
 
 
 class FakeTrial:
-    """What the callback reads from a Tune Trial."""
+    """What the callback reads from a Tune Trial: its public properties."""
 
-    def __init__(self, trial_id: str, budget: float, status: str = "RUNNING", train_dir=None) -> None:
+    def __init__(self, trial_id: str, budget: float, status: str = "RUNNING") -> None:
         self.trial_id, self.status = trial_id, status
         self.config = {"budget": budget, "sharing": "jaccard", "lr": 0.1, "optuna_trial": 0}
         self.last_result: dict = {}
-        self.run_metadata = SimpleNamespace(error_filename=None, num_failures=0)
-        self.storage = None
-        self._train_dir = train_dir
+        self.error_file: str | None = None
+        self.num_failures = 0
+        self.path: str | None = None
 
     def __str__(self) -> str:
         return f"run_trial_{self.trial_id}"
@@ -128,7 +127,7 @@ def test_restarts_and_resumes_never_duplicate_runs(uri):
     cb = _logger(parent)
     t = FakeTrial("ddd", 0.5)
     _run(cb, t, [epoch_result(1, 0.2)], None)
-    t.run_metadata.num_failures = 1
+    t.num_failures = 1
     cb.on_trial_recover(0, [], t)  # Tune retries the trial from its checkpoint...
     _run(cb, t, [epoch_result(1, 0.2), epoch_result(2, 0.3)], None)  # ...which restarts it and re-reports epoch 1
     cb.flush()
@@ -180,7 +179,7 @@ def test_reconcile_closes_what_a_dead_driver_left_running(uri):
 
 
 def test_artifacts_logged_from_the_trial_folder(uri, tmp_path):
-    import pyarrow.fs as pafs
+    from sweeps.tracking import artifact_location
 
     train = tmp_path / "trial_x" / "train"
     (train / "pruned").mkdir(parents=True)
@@ -188,15 +187,15 @@ def test_artifacts_logged_from_the_trial_folder(uri, tmp_path):
     (train / "pruned" / "channels.json").write_text("{}")
     parent = SweepRun(uri, "exp", "sweep-4")
     parent.start({}, {})
-    cb = _logger(parent)
+    cb = _logger(parent, storage_path=str(tmp_path))
     t = FakeTrial("hhh", 0.5)
-    t.storage = SimpleNamespace(storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(tmp_path / "trial_x"))
+    t.path = str(tmp_path / "trial_x")
     _run(cb, t, [epoch_result(1, 0.3, final=True)], "complete")
     cb.close()
     (run,) = parent.child_runs()
     names = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert names == {"metrics.json", "pruned"}
-    assert str(tmp_path) in MlflowClient(uri).get_experiment(parent.experiment_id).artifact_location or True
+    assert MlflowClient(uri).get_experiment(parent.experiment_id).artifact_location == artifact_location(uri, "exp")
 
 
 def test_numeric_metrics_filters_tune_bookkeeping():

@@ -35,10 +35,8 @@ def test_worth_warming_when_most_prestarted_workers_run_trials():
 
 
 def test_ray_cpus_is_the_given_count_or_rays_own():
-    from ray._private.utils import get_num_cpus
-
     assert workers.ray_cpus(3) == 3
-    assert workers.ray_cpus(None) == int(get_num_cpus())
+    assert workers.ray_cpus(None) >= 1  # Ray's own count: checked against a running Ray in test_ray_compat
 
 
 def test_local_ray_settings_prestart_warm_workers_only_when_asked():
@@ -98,11 +96,23 @@ def test_trial_actors_keep_tunes_environment_unless_the_workers_have_it(monkeypa
         assert not inherited
 
 
+def _idle_workers(expected: int, timeout: float) -> set[int]:
+    """Pids of this process's idle Ray workers, once ``expected`` of them run (or what runs at ``timeout``)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        idle = {p.pid for p in psutil.Process().children(recursive=True) if p.name().startswith("ray::IDLE")}
+        if len(idle) >= expected or time.monotonic() > deadline:
+            return idle
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
 def test_prestarted_workers_outlive_placement_groups_that_reserve_every_cpu():
     """By default Ray keeps only as many idle workers as there are unreserved CPUs: once Tune's placement groups
     reserve them all it kills the prestarted workers (if idle for over a second, on its next check) and starts new
     ones for the trial actors. A sweep's trials often start seconds after Ray, so the settings must keep them."""
-    import psutil
     import ray
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -115,12 +125,11 @@ def test_prestarted_workers_outlive_placement_groups_that_reserve_every_cpu():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              _system_config=workers.local_ray_settings(True, 2))
     try:
-        time.sleep(3)  # the workers register, import torch, and idle
-        prestarted = {p.pid for p in psutil.Process().children(recursive=True) if p.name().startswith("ray::IDLE")}
+        prestarted = _idle_workers(expected=2, timeout=120)  # they register, import torch, and idle
         assert len(prestarted) == 2
         groups = [placement_group([{"CPU": 1}]) for _ in range(2)]
         ray.get([g.ready() for g in groups])
-        time.sleep(0.5)  # Ray's idle-worker check runs every 200 ms
+        time.sleep(2)  # Ray's idle-worker check runs every 200 ms: give it every chance to kill them
         trials = [Trial.options(scheduling_strategy=PlacementGroupSchedulingStrategy(g)).remote() for g in groups]
         pids = set(ray.get([t.pid.remote() for t in trials]))
     finally:

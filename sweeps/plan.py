@@ -1,0 +1,139 @@
+"""What a sweep will do, decided and validated before anything starts: :func:`plan` -> :class:`SweepPlan`.
+
+Validation that needs the training code (every fixed value and search-space extreme through ``TrainConfig``, the
+domain names) and the network (the tracking store answers) runs here, the two at once; a bad value raises
+:class:`sweeps.config.ConfigError` naming it and the allowed values. Nothing is written and nothing is launched
+before :func:`sweeps.run.launch`. Validation does not import torch (nor Ray Tune, unless ``--resume`` or an existing
+sweep folder asks for it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from bap.entrypoint import load_entrypoint
+from sweeps.config import ConfigError, SweepConfig
+from sweeps.faults import FAULT_ENV, parse_fault
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep, ready to launch.
+
+    Attributes:
+        config: the resolved configuration.
+        sweep: the sweep's name (new, or the one ``--resume`` continues).
+        domains: the data's domains the trials train on.
+        fixed: the ``TrainConfig`` values every trial shares (preset ``train`` plus data, domains, cache folder).
+        epochs: epochs per trial.
+        fault: the injected fault (tests; ``$BAP_SWEEP_INJECT_FAULT``), or None.
+    """
+
+    config: SweepConfig
+    sweep: str
+    domains: list[str]
+    fixed: dict[str, Any]
+    epochs: int
+    fault: dict[str, Any] | None
+
+    @property
+    def experiment_dir(self) -> str:
+        """The sweep's Tune experiment folder (or URI)."""
+        return f"{self.config.storage_path.rstrip('/')}/{self.sweep}"
+
+    @property
+    def resolved(self) -> dict[str, Any]:
+        """What ``sweep.yaml`` (next to the results and on the parent run) and ``--dry-run`` show."""
+        return {**self.config.to_dict(), "name": self.sweep, "domains_resolved": self.domains}
+
+
+def fixed_train_values(cfg: SweepConfig) -> dict[str, Any]:
+    """The TrainConfig values every trial shares: preset ``train`` + data/domains/cache from the sweep flags."""
+    values = dict(cfg.train)
+    values["data"] = cfg.data_spec
+    values["domains"] = list(cfg.domains) if cfg.domains else None
+    if cfg.cache_dir:
+        values["cache_dir"] = cfg.cache_dir
+    return values
+
+
+def resolve_sweep_name(cfg: SweepConfig) -> str:
+    """The sweep's name: ``--name``, or ``<preset>-<date-time>``; with ``--resume`` the sweep to continue."""
+    from sweeps import resume
+
+    if cfg.resume:
+        return resume.find_sweep_to_resume(cfg.storage_path, cfg.preset, cfg.name)
+    name = cfg.name or f"{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume.sweep_exists(cfg.storage_path, name):
+        raise ConfigError(f"sweep {name!r} already exists under {cfg.storage_path}; pass --resume to continue it "
+                          "or --name to start a new one")
+    return name
+
+
+def _check_tracking(cfg: SweepConfig) -> None:
+    from sweeps.reachability import check_tracking_uri
+
+    check_tracking_uri(cfg.tracking_uri, timeout=cfg.tracking_timeout_s)
+
+
+def _check_training(cfg: SweepConfig) -> list[str]:
+    from sweeps import prepare, space
+
+    try:
+        budgets = cfg.budgets if cfg.mode == "grid" else list(cfg.budget_range)
+        variants = space.validation_configs(cfg.space, budgets)
+        return prepare.check_train_values(cfg.entrypoint, fixed_train_values(cfg), variants, cfg.data_spec,
+                                          cfg.domains)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import the training entry point {cfg.entrypoint!r}: {exc}") from None
+    except (ValueError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ConfigError(str(msg)) from None
+
+
+def check_environment(cfg: SweepConfig) -> list[str]:
+    """Tracking store reachable; training values, search space and domains valid. Returns the domain list.
+
+    The two checks run at once: a bad value fails as soon as its own check does.
+    """
+    from sweeps import space
+
+    space.parse_space(cfg.space)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-tracking")
+    try:
+        tracking = pool.submit(_check_tracking, cfg)
+        domains = _check_training(cfg)
+        tracking.result()
+        return domains
+    finally:
+        pool.shutdown(wait=False)  # a failed check need not wait for the other one
+
+
+def _epochs(cfg: SweepConfig) -> int:
+    """Epochs per trial: the fixed ``train.epochs``, else the entry point's default."""
+    epochs = cfg.train.get("epochs")
+    if epochs is None:
+        epochs = load_entrypoint(cfg.entrypoint).TrainConfig.from_dict({}).to_dict().get("epochs")
+    if epochs is None:
+        raise ConfigError(f"the entry point {cfg.entrypoint!r} has no default epochs: set train.epochs")
+    return int(epochs)
+
+
+def plan(cfg: SweepConfig) -> SweepPlan:
+    """Validate ``cfg`` and everything it names (see module docstring) and decide the sweep's name.
+
+    Raises:
+        ConfigError: a bad value, an unknown domain, an unreachable tracking store, a sweep that exists already
+            (without ``--resume``) or none to resume.
+    """
+    sweep = resolve_sweep_name(cfg)
+    domains = check_environment(cfg)
+    try:
+        fault = parse_fault(os.environ.get(FAULT_ENV))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return SweepPlan(cfg, sweep, domains, fixed_train_values(cfg), _epochs(cfg), fault)
