@@ -171,7 +171,8 @@ def load_pruned(directory: str | Path, map_location: str | torch.device = "cpu")
             "in_channels": layer["in_channels"],
             "out_channels": layer["out_channels"],
             "kept_inputs": torch.tensor(layer["kept_inputs"], dtype=torch.long),
-            "kept_outputs": None if layer["kept_outputs"] is None else torch.tensor(layer["kept_outputs"]),
+            "kept_outputs": None if layer["kept_outputs"] is None else torch.tensor(layer["kept_outputs"],
+                                                                                     dtype=torch.long),
             "masks": masks.reshape(len(model.domains), len(layer["kept_inputs"])),
         }
     model = _apply_plan(model, plan)

@@ -38,7 +38,7 @@ def test_pruned_computes_the_same_outputs(seed, p_on):
         assert sum(p.numel() for p in pruned.parameters()) < unpruned
 
 
-def test_edge_patterns_all_on_one_domain_off_in_a_layer_and_a_layer_off_for_all():
+def _edge_model():
     model = _switched(7, 0.5)
     model.set_switch_state("a", {name: torch.ones_like(m) for name, m in model.switch_state("a").items()})
     state_b = model.switch_state("b")
@@ -49,11 +49,18 @@ def test_edge_patterns_all_on_one_domain_off_in_a_layer_and_a_layer_off_for_all(
         state["layer3.0.conv2"][:] = False
         state["layer1.0.conv1"][:] = False
         model.set_switch_state(domain, state)
+    return model
+
+
+def test_edge_patterns_all_on_one_domain_off_in_a_layer_and_a_layer_off_for_all(tmp_path):
+    model = _edge_model()
     pruned = prune(model).eval()
     _assert_same_outputs(model, pruned, torch.randn(3, 3, 16, 16))
     assert pruned.layer3[0].conv2.in_channels == 0 and pruned.layer3[0].conv1.out_channels == 0
     assert pruned.layer1[0].conv1.in_channels == 0
     assert sum(p.numel() for p in pruned.parameters()) == count_cost(model).params
+    save_pruned(pruned, tmp_path / "pruned")  # a block that keeps no inner filter round-trips too
+    _assert_same_outputs(pruned, load_pruned(tmp_path / "pruned").eval(), torch.randn(3, 3, 16, 16))
 
 
 def test_all_on_prunes_nothing():
