@@ -12,8 +12,8 @@ CostKind = Literal["switches", "params", "macs"]
 COST_KINDS: tuple[str, ...] = ("switches", "params", "macs")
 BudgetPenalty = Literal["lagrangian", "hinge"]
 BUDGET_PENALTIES: tuple[str, ...] = ("lagrangian", "hinge")
-SharingKind = Literal["none", "union", "intersection", "jaccard"]
-SHARING_KINDS: tuple[str, ...] = ("none", "union", "intersection", "jaccard")
+SharingKind = Literal["none", "union", "intersection", "jaccard", "pairwise", "consensus"]
+SHARING_KINDS: tuple[str, ...] = ("none", "union", "intersection", "jaccard", "pairwise", "consensus")
 SwitchForm = Literal["auto", "activation", "kernel"]
 SWITCH_FORMS: tuple[str, ...] = ("auto", "activation", "kernel")
 

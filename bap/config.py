@@ -32,16 +32,19 @@ class TrainConfig:
     budget: float = 0.5
     budget_cost: str = "params"  # switches | params | macs
     budget_penalty: str = "lagrangian"  # lagrangian | hinge
+    budget_anneal: float = 0.3  # fraction of the steps over which the target falls from 1.0 to the budget
+    recovery: float = 0.2  # last fraction of the steps: budget enforced, switches frozen, BNs and heads train
     hinge_weight: float = 1.0
-    sharing: str = "jaccard"  # none | union | intersection | jaccard
-    sharing_weight: float = 1.0
+    sharing: str = "union"  # none | union | intersection | jaccard | pairwise | consensus (bap.losses)
+    sharing_weight: float = 5.0
+    sharing_cost: str | None = None  # unit the sharing loss weighs switches in: switches | params | macs; None = budget_cost
     sharing_learnable: bool = False
     union_budget: float | None = None
     switch_lr: float = 3e-4
     switch_threshold: float = 5e-3
     switch_init: float = 1e-2
     switch_form: str = "auto"
-    dual_lr: float = 0.05
+    dual_lr: float = 0.5
     lr: float = 0.05
     weight_decay: float = 5e-4
     optimizer: str = "sgd"
@@ -72,6 +75,8 @@ class TrainConfig:
         if self.union_budget is not None:
             check_budget(self.union_budget, "union_budget")
         _choice("budget_cost", self.budget_cost, COST_KINDS)
+        if self.sharing_cost is not None:
+            _choice("sharing_cost", self.sharing_cost, COST_KINDS)
         _choice("budget_penalty", self.budget_penalty, BUDGET_PENALTIES)
         _choice("sharing", self.sharing, SHARING_KINDS)
         _choice("switch_form", self.switch_form, SWITCH_FORMS)
@@ -79,6 +84,11 @@ class TrainConfig:
         _choice("device", self.device, DEVICES)
         for name in ("switch_lr", "lr", "pretrain_lr"):
             _positive(name, getattr(self, name))
+        for name in ("budget_anneal", "recovery"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1) (a fraction of the run's steps), got {getattr(self, name)}")
+        if self.budget_anneal + self.recovery > 1.0:
+            raise ValueError(f"budget_anneal + recovery must be <= 1, got {self.budget_anneal} + {self.recovery}")
         for name in ("sharing_weight", "weight_decay", "dual_lr", "hinge_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

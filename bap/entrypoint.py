@@ -40,8 +40,10 @@ class TrainingEntryPoint(Protocol):
 
     def train(self, config: Any, out_dir: str | Path, *, data: Any = None, report: Report | None = None,
               resume_from: str | Path | None = None) -> Mapping[str, Any]:
-        """One run: call ``report`` after every epoch (the last call carries the final metrics, with
-        ``pruned_agreement``); write ``metrics.json`` to ``out_dir``; return what it wrote."""
+        """One run: call ``report`` after every epoch with the flat metrics of :mod:`bap.metrics` -- at least the
+        sweep's objective and its budget-feasible twin (``mean_val_acc`` and ``feasible_mean_val_acc``, or ``score``
+        and ``feasible_score``), what the search and early stopping rank; the last call carries the final metrics,
+        with ``pruned_agreement`` -- write ``metrics.json`` to ``out_dir``; return what it wrote."""
         ...
 
     def available_domains(self, spec: str | None) -> Sequence[str]:

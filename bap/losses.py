@@ -7,9 +7,20 @@ through gradients), ``c ∈ R^N`` each switch's cost (1, parameters or MACs, see
 - ``union``: ``Σ c_j U_j / Σ c_j`` with ``U_j = 1 − Π_d (1 − s_dj)`` (the kept fraction after pruning).
 - ``intersection``: ``1 − Σ c_j A_j / Σ c_j`` with ``A_j = Π_d s_dj`` (reward filters every domain uses).
 - ``jaccard``: ``1 − Σ c_j A_j / (Σ c_j U_j + ε)`` (multi-set IoU of the domains' filter sets).
+- ``pairwise``: ``1 − mean_{a<b} Σ c_j s_aj s_bj / Σ c_j max(s_aj, s_bj)`` (pairwise-averaged Jaccard, paper.md
+  §2.3(c)'s denser variant).
+- ``consensus``: ``4 Σ c_j mean_d (s_dj − mean_d s_dj)² / Σ c_j`` (how much the domains disagree, switch by switch).
 
-The three sharing-loss formulas are **our reconstruction**: the names come from the paper (dos Santos et al., P1),
-the formulas could not be checked against it (paper.md §2.3(c)).
+The three named formulas are **our reconstruction**: the names come from the paper (dos Santos et al., P1), the
+formulas could not be checked against it (paper.md §2.3(c)); ``pairwise`` and ``consensus`` are ours.
+
+**The default is ``union`` at weight 5** (``bench/RESULTS.md``, "Fidelity"): with every switch on -- the start of
+training -- its gradient is zero, so it never fights the budget; as the budget takes switches off it pushes off the
+ones a single domain still holds, which is what pruning can remove. ``intersection``, ``jaccard`` and ``pairwise``
+instead push every switch *on* while all domains use it (their optimum is "everything shared"), so the budget
+penalty must first outgrow them: usage stays at 1.0 for half the run, then collapses at once, and the final
+enforcement cuts the rest (the "collapse" at a large Jaccard weight). ``consensus`` does not fight the budget either,
+but pulls domains only toward each other, not toward a small union.
 """
 
 from __future__ import annotations
@@ -36,12 +47,39 @@ def union_fraction(switches: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
     return (union * costs).sum() / costs.sum()
 
 
+def _pairwise_jaccard(switches: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+    """``1 − mean_{a<b} |s_a ∧ s_b| / |s_a ∨ s_b|`` (cost-weighted); 0 with a single domain."""
+    domains = switches.shape[0]
+    if domains < 2:
+        return switches.new_zeros(())
+    weighted = switches * costs
+    inter = weighted @ switches.T
+    sizes = weighted.sum(dim=1)
+    iou = inter / (sizes[:, None] + sizes[None, :] - inter + JACCARD_EPS)
+    pairs = torch.triu_indices(domains, domains, offset=1, device=switches.device)
+    return 1.0 - iou[pairs[0], pairs[1]].mean()
+
+
+def _consensus(switches: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+    """Cost-weighted disagreement between the domains: ``4 Σ_j c_j mean_d (s_dj − mean_d s_dj)² / Σ_j c_j``.
+
+    0 when every domain makes the same choice for every switch (so it never fights the budget while all switches are
+    on), 1 when half the domains use each switch; its gradient pulls each domain toward the others' choice, on or off.
+    """
+    spread = ((switches - switches.mean(dim=0, keepdim=True)) ** 2).mean(dim=0)
+    return 4.0 * (spread * costs).sum() / costs.sum()
+
+
 def sharing_loss(kind: SharingKind, switches: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
     """One of the parameter-sharing losses of (D, N) binary switches; 0 for ``"none"``."""
     if kind not in SHARING_KINDS:
         raise ValueError(f"sharing loss must be one of {SHARING_KINDS}, got {kind!r}")
     if kind == "none":
         return switches.new_zeros(())
+    if kind == "pairwise":
+        return _pairwise_jaccard(switches, costs)
+    if kind == "consensus":
+        return _consensus(switches, costs)
     union = 1.0 - torch.prod(1.0 - switches, dim=0)
     if kind == "union":
         return (union * costs).sum() / costs.sum()
@@ -86,16 +124,19 @@ class BudgetConstraint(nn.Module):
         self.register_buffer("budgets", torch.tensor([check_budget(b) for b in budgets], dtype=torch.float32))
         self.register_buffer("multipliers", torch.full((len(budgets),), float(initial_multiplier)))
 
-    def penalty(self, usage_value: torch.Tensor, domain: int) -> torch.Tensor:
-        excess = torch.relu(usage_value - self.budgets[domain])
+    def penalty(self, usage_value: torch.Tensor, domain: int, target: torch.Tensor | float | None = None
+                ) -> torch.Tensor:
+        """The domain's penalty for ``usage_value`` over ``target`` (default: its budget; annealed runs pass the
+        current target, see :mod:`bap.budget`)."""
+        excess = torch.relu(usage_value - (self.budgets[domain] if target is None else target))
         weight = self.multipliers[domain] if self.penalty_kind == "lagrangian" else self.hinge_weight
         return weight * excess
 
     @torch.no_grad()
-    def dual_step(self, usage_value: torch.Tensor | float, domain: int) -> None:
+    def dual_step(self, usage_value: torch.Tensor | float, domain: int, target: float | None = None) -> None:
         if self.penalty_kind != "lagrangian":
             return
-        violation = float(usage_value) - float(self.budgets[domain])
+        violation = float(usage_value) - (float(self.budgets[domain]) if target is None else float(target))
         self.multipliers[domain] = max(0.0, float(self.multipliers[domain]) + self.dual_lr * violation)
 
 

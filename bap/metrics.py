@@ -36,15 +36,21 @@ SHARING_LOSS = "sharing_loss"
 SHARING_WEIGHT = "sharing_weight"
 ENFORCED_SWITCHES_OFF = "enforced_switches_off"  # switches turned off by the final budget enforcement
 RESUMED_FROM_EPOCH = "resumed_from_epoch"  # reported by a sweep trial: the epoch this attempt resumed after (0 = fresh)
+# Budget-feasible: what the run would deliver now -- its switches with the budget enforced, BN statistics re-estimated
+# (equal to the plain metrics once every domain is within budget). Early stopping and the search rank these.
+FEASIBLE_MEAN_VAL_ACC = "feasible_mean_val_acc"
+FEASIBLE_SCORE = "feasible_score"
+BUDGET_TARGET = "budget_target"  # the annealed target usage at the end of the epoch (1.0 -> budget)
 
 FLAT_METRICS: tuple[str, ...] = (
     EPOCH, BUDGET, MEAN_VAL_ACC, SCORE, UNION_PARAMS, UNION_MACS, UNION_PARAMS_RATIO, UNION_MACS_RATIO,
     UNPRUNED_PARAMS, UNPRUNED_MACS, PRUNED_AGREEMENT, TRAIN_LOSS, SHARING_LOSS, SHARING_WEIGHT,
-    ENFORCED_SWITCHES_OFF, RESUMED_FROM_EPOCH,
+    ENFORCED_SWITCHES_OFF, RESUMED_FROM_EPOCH, FEASIBLE_MEAN_VAL_ACC, FEASIBLE_SCORE, BUDGET_TARGET,
 )
 
 # Per-domain metrics: domain_metric(VAL_ACC, "svhn") -> "val_acc/svhn".
 VAL_ACC = "val_acc"
+FEASIBLE_VAL_ACC = "feasible_val_acc"  # a domain's budget-feasible val accuracy (see FEASIBLE_MEAN_VAL_ACC)
 TEST_ACC = "test_acc"
 DOMAIN_TRAIN_LOSS = "train_loss"
 USAGE = "usage"  # fraction of the domain's switch cost that is on, in the unit of the budget
@@ -56,7 +62,7 @@ MACS_RATIO = "macs_ratio"
 DUAL = "dual"  # Lagrange multiplier of the domain's budget constraint
 
 PER_DOMAIN: tuple[str, ...] = (
-    VAL_ACC, TEST_ACC, DOMAIN_TRAIN_LOSS, USAGE, SWITCHES_ON, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, DUAL,
+    VAL_ACC, FEASIBLE_VAL_ACC, TEST_ACC, DOMAIN_TRAIN_LOSS, USAGE, SWITCHES_ON, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, DUAL,
 )
 
 
@@ -69,6 +75,15 @@ def split_domain_metric(key: str) -> tuple[str, str] | None:
     """Inverse of :func:`domain_metric`: ``"val_acc/svhn" -> ("val_acc", "svhn")``; None for a flat key."""
     name, sep, domain = key.partition("/")
     return (name, domain) if sep else None
+
+
+FEASIBLE = {MEAN_VAL_ACC: FEASIBLE_MEAN_VAL_ACC, SCORE: FEASIBLE_SCORE}
+
+
+def feasible(objective: str) -> str:
+    """The budget-feasible twin of an objective (``mean_val_acc`` -> ``feasible_mean_val_acc``): what the search and
+    early stopping rank at every epoch. Equal to the objective in a trial's final report."""
+    return FEASIBLE.get(objective, objective)
 
 
 def is_known_metric(key: str) -> bool:
@@ -162,6 +177,9 @@ ATTR_TUNE_TRIAL = "tune_trial_id"  # the Ray Tune trial id that ran this Optuna 
 ATTR_PREVIOUS_TUNE_TRIAL = "previous_tune_trial_id"  # set on adoption: the dead driver's Tune trial id
 ATTR_STOPPED_AT_EPOCH = "stopped_at_epoch"  # a trial stopped early (PRUNED): the epoch it stopped at
 ATTR_FAIL_REASON = "fail_reason"
+
+# MLflow params (TrainConfig fields, logged with every trial) that the analysis reads.
+PARAM_BUDGET_COST = "budget_cost"  # the unit the trial's budget bounds: params | macs | switches
 
 # ---------------------------------------------------------------------------------------------------------------
 # Defaults shared by the sweep (where it writes) and the analysis (where it reads)

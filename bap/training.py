@@ -4,9 +4,13 @@ Joint training (paper.md §2.3(a)): every optimizer step takes one batch from **
 round-robin), sums the per-domain cross-entropies, each domain's budget penalty and the sharing loss over all
 domains' switches. Small domains are cycled (reshuffled each pass) so that an epoch covers the largest domain once.
 
-The budget is a promise: after the last epoch, any domain still over budget has its lowest-valued ON switches turned
-off (cheapest scores first, counting each switch's cost) until its usage is <= budget; the number switched off is
-reported as ``enforced_switches_off``, and everything is evaluated after it. Before every evaluation the BN running
+The budget is reached by training and then kept as a promise (:mod:`bap.budget`): each domain's target usage anneals
+from 1.0 to its budget over the first ``budget_anneal`` of the steps; at the start of the last ``recovery`` of the
+steps (or after the last step) any domain still over budget has its lowest-valued ON switches turned off until it
+is within it -- after annealing a formality, reported as ``enforced_switches_off`` -- and the switches freeze while
+the BNs and heads recover. Every epoch also reports the **budget-feasible** accuracy (``feasible_*``): that of the
+network the run would deliver now, its budget enforced on a copy of the switches and BN statistics re-estimated,
+which is what early stopping and the search rank. Before every evaluation the BN running
 statistics are re-estimated on training batches under the current switches (momentum averages lag behind switches
 that flip; training itself uses batch statistics, so this changes no training step). Then the model is pruned, the pruned
 network's val predictions are compared with the switched one's (``pruned_agreement``), and ``metrics.json`` plus
@@ -31,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from bap import metrics as M
+from bap.budget import BudgetSchedule, enforce_budget, feasible_switches, within_budget
 from bap.config import TrainConfig
 from bap.cost import Cost, count_cost, reference_cost, switch_costs, unpruned_cost
 from bap.data import DomainData, load_data, prepare_batch
@@ -72,37 +77,6 @@ def stacked_switches(model: MultiDomainResNet26) -> torch.Tensor:
     return torch.cat([binarize(conv.scores, conv.threshold) for _, conv in model.switched_convs()], dim=1)
 
 
-@torch.no_grad()
-def enforce_budget(model: MultiDomainResNet26, budgets: torch.Tensor, costs: torch.Tensor) -> dict[str, int]:
-    """Turn off each over-budget domain's lowest-valued ON switches until its usage <= budget.
-
-    Returns the number of switches turned off per domain.
-    """
-    convs = [conv for _, conv in model.switched_convs()]
-    sizes = [conv.in_channels for conv in convs]
-    threshold = convs[0].threshold
-    costs = costs.cpu().double()
-    switched_off = {}
-    for d, domain in enumerate(model.domains):
-        scores = torch.cat([conv.scores[d].detach().cpu() for conv in convs]).double()
-        on = scores > threshold
-        excess = float((costs * on).sum() / costs.sum()) - float(budgets[d])
-        count = 0
-        if excess > 0:
-            order = torch.argsort(torch.where(on, scores, torch.inf))[: int(on.sum())]
-            removed = torch.cumsum(costs[order], 0) / costs.sum()
-            count = int(torch.searchsorted(removed, torch.tensor([excess], dtype=removed.dtype)).item()) + 1
-            count = min(count, len(order))
-            off = torch.zeros_like(on)
-            off[order[:count]] = True
-            for conv, chunk in zip(convs, torch.split(off, sizes), strict=True):
-                chunk = chunk.to(conv.scores.device)
-                conv.scores[d] = torch.where(chunk, torch.full_like(conv.scores[d], threshold - 1e-3),
-                                             conv.scores[d])
-        switched_off[domain] = count
-    return switched_off
-
-
 class _Run:
     """The state of one run: model, losses, optimizers; built identically for a fresh start and for a resume."""
 
@@ -125,6 +99,9 @@ class _Run:
             model.load_backbone(backbone)
         self.backbone = backbone
         self.costs = torch.cat(switch_costs(model, config.budget_cost, self.input_size)).to(device)  # type: ignore[arg-type]
+        sharing_cost = config.sharing_cost or config.budget_cost
+        self.sharing_costs = self.costs if sharing_cost == config.budget_cost else torch.cat(
+            switch_costs(model, sharing_cost, self.input_size)).to(device)  # type: ignore[arg-type]
         self.model = to_device_layout(model, device)
         domains = len(datasets)
         self.budget = BudgetConstraint([config.budget] * domains, penalty=config.budget_penalty,  # type: ignore[arg-type]
@@ -145,6 +122,8 @@ class _Run:
         if config.steps_per_epoch is not None:
             self.steps = min(self.steps, config.steps_per_epoch)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs * self.steps)
+        self.budget_schedule = BudgetSchedule.of(config.epochs * self.steps, config.budget_anneal, config.recovery)
+        self.enforced: dict[str, int] | None = None  # switches the final enforcement turned off, once it ran
         self.train_images = {n: d.train.images.to(device) for n, d in datasets.items()}
         self.train_labels = {n: d.train.labels.to(device) for n, d in datasets.items()}
         self.history: list[dict[str, float]] = []
@@ -158,6 +137,7 @@ class _Run:
             "budget": self.budget.state_dict(), "sharing": self.sharing.state_dict(),
             "optimizer": self.optimizer.state_dict(), "switch_optimizer": self.switch_optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "history": self.history, "backbone": self.backbone,
+            "enforced": self.enforced,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -168,57 +148,85 @@ class _Run:
         self.switch_optimizer.load_state_dict(state["switch_optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.history = list(state["history"])
+        self.enforced = state.get("enforced")
         self.start_epoch = int(state["epoch"]) + 1
 
     # -- one epoch -------------------------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+    def enforce(self) -> None:
+        """The final enforcement (once): every domain within its budget; the switches freeze from here on."""
+        if self.enforced is None:
+            self.enforced = enforce_budget(self.model, self.budget.budgets, self.costs)
+
+    def _switch_terms(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(switches, usages, budget penalty + sharing loss) at global ``step``, toward the annealed targets."""
+        switches = stacked_switches(self.model)
+        usages = usage(switches, self.costs)
+        targets = self.budget_schedule.targets(self.budget.budgets, step)
+        penalty = sum(self.budget.penalty(usages[d], d, targets[d]) for d in range(len(self.datasets)))
+        return switches, usages, penalty + self.sharing(switches, self.sharing_costs)
+
+    def _step(self, step: int, batches: Mapping[str, tuple[torch.Tensor, torch.Tensor]], sums: dict[str, float]
+              ) -> tuple[float, float]:
+        """One optimizer step over a batch of every domain; returns (total loss, raw sharing loss)."""
         config, model, device = self.config, self.model, self.device
+        loss = torch.zeros((), device=device)
+        for name, (x, y) in batches.items():
+            with autocast(device, config.amp):
+                logits = model(x, name)
+            ce = F.cross_entropy(logits.float(), y)
+            sums[name] += float(ce.detach())
+            loss = loss + ce
+        frozen = self.budget_schedule.frozen(step)  # recovery: only BNs and heads train
+        if not frozen:
+            switches, usages, terms = self._switch_terms(step)
+            loss = loss + terms
+        self.optimizer.zero_grad(set_to_none=True)
+        self.switch_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        if frozen:
+            return float(loss.detach()), 0.0
+        self.switch_optimizer.step()
+        targets = self.budget_schedule.targets(self.budget.budgets, step)
+        for d, value in enumerate(usages.detach().cpu().tolist()):
+            self.budget.dual_step(value, d, float(targets[d]))
+        return float(loss.detach()), float(self.sharing.raw(switches.detach(), self.sharing_costs))
+
+    def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
+        config, device = self.config, self.device
         generator = generator_for(config.seed, epoch)
         batch = config.batch_size
         orders = {n: cycled_order(len(d.train.labels), self.steps * batch, generator)
                   for n, d in self.datasets.items()}
         sums = {name: 0.0 for name in self.datasets}
         total_loss = sharing_total = 0.0
-        model.train()
+        self.model.train()
         steps = range(self.steps)
         if progress:
             from tqdm import tqdm
 
             steps = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, dynamic_ncols=True)
         for step in steps:
-            loss = torch.zeros((), device=device)
+            global_step = epoch * self.steps + step
+            if global_step == self.budget_schedule.enforce_step:
+                self.enforce()
+            batches = {}
             for name, data in self.datasets.items():
                 index = orders[name][step * batch : (step + 1) * batch].to(device)
-                x = input_layout(prepare_batch(self.train_images[name][index], data, train=True,
-                                               generator=generator))
-                with autocast(device, config.amp):
-                    logits = model(x, name)
-                ce = F.cross_entropy(logits.float(), self.train_labels[name][index])
-                sums[name] += float(ce.detach())
-                loss = loss + ce
-            switches = stacked_switches(model)
-            usages = usage(switches, self.costs)
-            for d in range(len(self.datasets)):
-                loss = loss + self.budget.penalty(usages[d], d)
-            sharing = self.sharing(switches, self.costs)
-            loss = loss + sharing
-            self.optimizer.zero_grad(set_to_none=True)
-            self.switch_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.switch_optimizer.step()
-            self.schedule.step()
-            for d, value in enumerate(usages.detach().cpu().tolist()):
-                self.budget.dual_step(value, d)
-            total_loss += float(loss.detach())
-            sharing_total += float(self.sharing.raw(switches.detach(), self.costs))
+                batches[name] = (input_layout(prepare_batch(self.train_images[name][index], data, train=True,
+                                                            generator=generator)), self.train_labels[name][index])
+            loss, sharing = self._step(global_step, batches, sums)
+            total_loss += loss
+            sharing_total += sharing
         out = {M.domain_metric(M.DOMAIN_TRAIN_LOSS, n): s / self.steps for n, s in sums.items()}
         out[M.TRAIN_LOSS] = total_loss / self.steps
         out[M.SHARING_LOSS] = sharing_total / self.steps
+        out[M.BUDGET_TARGET] = float(self.budget_schedule.targets(self.budget.budgets, (epoch + 1) * self.steps)[0])
         return out
 
     @torch.no_grad()
-    def recalibrate_norms(self, epoch: int, images_per_domain: int = 1024) -> None:
+    def recalibrate_norms(self, epoch: int, images_per_domain: int = 1024, key: int = 7) -> None:
         """Re-estimate every domain's BN running statistics under its current switches (cumulative average)."""
         model, batch = self.model, self.config.eval_batch_size
         norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -227,7 +235,7 @@ class _Run:
             m.reset_running_stats()
             m.momentum = None
         model.train()
-        generator = generator_for(self.config.seed, epoch, 7)
+        generator = generator_for(self.config.seed, epoch, key)
         for name, data in self.datasets.items():
             count = min(images_per_domain, len(data.train.labels))
             order = torch.randperm(len(data.train.labels), generator=generator)[:count].to(self.device)
@@ -240,20 +248,32 @@ class _Run:
             m.momentum = momentum
 
     # -- metrics ---------------------------------------------------------------------------------------------------
-    def evaluate(self, split: str = "val") -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-        config, model = self.config, self.model
-        predictions = {n: predict(model, d, split, device=self.device, batch_size=config.eval_batch_size,
-                                  amp=config.amp) for n, d in self.datasets.items()}
-        accs = accuracies(predictions, self.datasets, split)
-        out: dict[str, float] = {M.BUDGET: config.budget, M.MEAN_VAL_ACC: sum(accs.values()) / len(accs)}
-        out[M.SCORE] = self.score(accs)
+    def _accuracies(self, split: str) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        predictions = {n: predict(self.model, d, split, device=self.device, batch_size=self.config.eval_batch_size,
+                                  amp=self.config.amp) for n, d in self.datasets.items()}
+        return accuracies(predictions, self.datasets, split), predictions
+
+    def _feasible(self, epoch: int, accs: Mapping[str, float]) -> dict[str, float]:
+        """Accuracy of the network the run would deliver now: the budget enforced, BN statistics re-estimated
+        (equal to ``accs`` when every domain is within budget already). The run itself is left unchanged."""
+        if not within_budget(self.model, self.budget.budgets, self.costs):
+            with feasible_switches(self.model, self.budget.budgets, self.costs):
+                self.recalibrate_norms(epoch, key=8)
+                accs, _ = self._accuracies("val")
+        out = {M.domain_metric(M.FEASIBLE_VAL_ACC, n): a for n, a in accs.items()}
+        out[M.FEASIBLE_MEAN_VAL_ACC] = sum(accs.values()) / len(accs)
+        out[M.FEASIBLE_SCORE] = self.score(accs)
+        return out
+
+    def _costs(self) -> dict[str, float]:
+        model, size = self.model, self.input_size
         with torch.no_grad():
             switches = stacked_switches(model)
             usages = usage(switches, self.costs).cpu().tolist()
             on = switches.float().mean(dim=1).cpu().tolist()
+        out: dict[str, float] = {}
         for d, name in enumerate(self.datasets):
-            cost, reference = count_cost(model, name, self.input_size), reference_cost(model, name, self.input_size)
-            out[M.domain_metric(M.VAL_ACC, name)] = accs[name]
+            cost, reference = count_cost(model, name, size), reference_cost(model, name, size)
             out[M.domain_metric(M.USAGE, name)] = usages[d]
             out[M.domain_metric(M.SWITCHES_ON, name)] = on[d]
             out[M.domain_metric(M.PARAMS, name)] = float(cost.params)
@@ -261,13 +281,23 @@ class _Run:
             out[M.domain_metric(M.PARAMS_RATIO, name)] = cost.params / reference.params
             out[M.domain_metric(M.MACS_RATIO, name)] = cost.macs / reference.macs
             out[M.domain_metric(M.DUAL, name)] = float(self.budget.multipliers[d])
-        union, reference = count_cost(model, None, self.input_size), reference_cost(model, None, self.input_size)
+        union, reference = count_cost(model, None, size), reference_cost(model, None, size)
         out.update({
             M.UNION_PARAMS: float(union.params), M.UNION_MACS: float(union.macs),
             M.UNION_PARAMS_RATIO: union.params / reference.params, M.UNION_MACS_RATIO: union.macs / reference.macs,
             M.SHARING_WEIGHT: self.sharing.weight,
             M.UNPRUNED_PARAMS: float(self.unpruned.params), M.UNPRUNED_MACS: float(self.unpruned.macs),
         })
+        return out
+
+    def evaluate(self, epoch: int) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """Val accuracies (current and budget-feasible), Decathlon scores and costs; and the val predictions."""
+        accs, predictions = self._accuracies("val")
+        out: dict[str, float] = {M.BUDGET: self.config.budget, M.MEAN_VAL_ACC: sum(accs.values()) / len(accs),
+                                 M.SCORE: self.score(accs)}
+        out.update({M.domain_metric(M.VAL_ACC, name): acc for name, acc in accs.items()})
+        out.update(self._costs())
+        out.update(self._feasible(epoch, accs))
         return out, predictions
 
     def score(self, accs: Mapping[str, float]) -> float:
@@ -317,12 +347,14 @@ def train(
     for epoch in range(run.start_epoch, config.epochs):
         epoch_metrics = run.train_epoch(epoch, progress)
         last = epoch == config.epochs - 1
-        enforced = enforce_budget(run.model, run.budget.budgets, run.costs) if last else {}
+        if last:
+            run.enforce()  # without a recovery phase the enforcement comes after the last step
         run.recalibrate_norms(epoch)  # eval-mode BN statistics for the current switches (training never reads them)
-        evaluation, predictions = run.evaluate("val")
+        evaluation, predictions = run.evaluate(epoch)
         epoch_metrics.update(evaluation)
         epoch_metrics[M.EPOCH] = float(epoch + 1)
         if last:
+            enforced = run.enforced or {}
             epoch_metrics[M.ENFORCED_SWITCHES_OFF] = float(sum(enforced.values()))
             result = _finish(run, out_dir, epoch_metrics, predictions, enforced, started)
         run.history.append(epoch_metrics)

@@ -91,3 +91,54 @@ def test_sharing_weight_fixed_learnable_and_union_budget():
     assert capped.raw(PARTIAL, COSTS).item() == pytest.approx((1 - 3 / 8) + 0.5)
     with pytest.raises(ValueError, match=r"union_budget must be in \(0, 1\]"):
         SharingLoss("union", union_budget=2.0)
+
+
+def test_pairwise_jaccard_and_consensus_on_hand_made_patterns():
+    # Two domains: pairwise Jaccard is the plain Jaccard; consensus is 0 when they agree, 1 where they all differ.
+    for pattern in (SAME, DISJOINT, PARTIAL):
+        assert sharing_loss("pairwise", pattern, COSTS).item() == pytest.approx(
+            sharing_loss("jaccard", pattern, COSTS).item())
+    assert sharing_loss("consensus", SAME, COSTS).item() == pytest.approx(0.0)
+    assert sharing_loss("consensus", DISJOINT, COSTS).item() == pytest.approx(1.0)
+    assert sharing_loss("consensus", PARTIAL, COSTS).item() == pytest.approx((1.0 + 4.0) / 8)  # switches 0 and 3
+    three = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    # pairs: (0,1) IoU 1; (0,2), (1,2) IoU 1/2 -> 1 - 2/3
+    assert sharing_loss("pairwise", three, COSTS).item() == pytest.approx(1 - (1 + 0.5 + 0.5) / 3)
+    assert sharing_loss("pairwise", three[:1], COSTS).item() == 0.0  # one domain shares with nobody
+
+
+def test_union_and_consensus_do_not_fight_the_budget_while_every_switch_is_on():
+    """The reason the default is the union loss: with every switch on (the start of training) it pushes nothing on,
+    while the Jaccard and intersection losses push every switch further on, against the budget."""
+    scores = torch.full((3, 4), 0.1, requires_grad=True)
+    for kind, pushes_on in (("union", False), ("consensus", False), ("jaccard", True), ("intersection", True),
+                            ("pairwise", True)):
+        scores.grad = None
+        sharing_loss(kind, binarize(scores, 0.0), COSTS).backward()
+        assert bool((scores.grad < 0).all()) is pushes_on, kind  # a negative gradient raises the scores: "on"
+
+
+def test_annealed_target_goes_from_everything_to_the_budget():
+    from bap.budget import BudgetSchedule
+
+    schedule = BudgetSchedule.of(total_steps=100, anneal=0.3, recovery=0.2)
+    assert (schedule.anneal_steps, schedule.enforce_step) == (30, 80)
+    budgets = torch.tensor([0.5, 0.25])
+    assert schedule.targets(budgets, 0).tolist() == [1.0, 1.0]
+    assert schedule.targets(budgets, 15).tolist() == pytest.approx([0.75, 0.625])
+    assert schedule.targets(budgets, 30).tolist() == schedule.targets(budgets, 99).tolist() == [0.5, 0.25]
+    assert not schedule.frozen(79) and schedule.frozen(80) and schedule.frozen(99)
+    plain = BudgetSchedule.of(total_steps=100, anneal=0.0, recovery=0.0)
+    assert plain.enforce_step == 100 and plain.targets(budgets, 0).tolist() == [0.5, 0.25]
+    assert BudgetSchedule.of(total_steps=3, anneal=0.3, recovery=0.5).enforce_step == 1  # at least one step trains
+    assert BudgetSchedule.of(total_steps=3, anneal=0.0, recovery=0.99).enforce_step == 1
+
+
+def test_penalty_and_dual_step_follow_the_annealed_target():
+    budget = BudgetConstraint([0.5], penalty="lagrangian", dual_lr=1.0)
+    budget.dual_step(0.8, 0, target=0.9)  # over the budget, but under the current target: no push
+    assert budget.multipliers[0].item() == 0.0
+    budget.dual_step(0.8, 0, target=0.6)
+    assert budget.multipliers[0].item() == pytest.approx(0.2)
+    assert budget.penalty(torch.tensor(0.8), 0, target=0.6).item() == pytest.approx(0.2 * 0.2)
+    assert budget.penalty(torch.tensor(0.8), 0).item() == pytest.approx(0.2 * 0.3)  # default: against the budget

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from bap import load_pruned
 from bap import metrics as M
@@ -89,7 +90,8 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, mini_d
     [
         ({"budget": 1.5}, r"budget must be in \(0, 1\]"),
         ({"budget": 0.0}, r"budget must be in \(0, 1\]"),
-        ({"sharing": "dice"}, r"sharing must be one of \['none', 'union', 'intersection', 'jaccard'\]"),
+        ({"sharing": "dice"}, r"sharing must be one of \['none', 'union', 'intersection', 'jaccard', 'pairwise', "
+                              r"'consensus'\]"),
         ({"budget_cost": "flops"}, r"budget_cost must be one of \['switches', 'params', 'macs'\]"),
         ({"optimizer": "lbfgs"}, r"optimizer must be one of"),
         ({"colour": 1}, r"unknown training config keys \['colour'\]"),
@@ -118,3 +120,46 @@ def test_cli_writes_metrics(tmp_path):
     assert "union:" in done.stdout and "FLOPs" in done.stdout
     bad = subprocess.run([*command[:-8], "--budget", "2"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "budget must be in (0, 1]" in bad.stderr
+
+
+def test_a_short_run_reaches_its_budget_by_training_and_reports_what_it_would_deliver(tmp_path, mini_data):
+    """Annealing brings usage to the budget before the final enforcement (a formality), the recovery phase trains
+    with the switches fixed, and every epoch reports the budget-feasible accuracy: that of the network with the
+    budget enforced now, which differs from the plain accuracy while a domain is over budget, and equals it after."""
+    reports = []
+    config = TrainConfig(budget=0.3, **{**TINY_RUN, "epochs": 3, "steps_per_epoch": 6}, budget_anneal=0.5,
+                         recovery=0.3)
+    result = train(config, tmp_path, data=mini_data, report=lambda m, c: reports.append(m))
+    domains = TINY_RUN["domains"]
+    first, last = reports[0], reports[-1]
+    assert [round(m[M.BUDGET_TARGET], 6) for m in reports] == [round(1 - 0.7 * 6 / 9, 6), 0.3, 0.3]
+    over = [d for d in domains if first[M.domain_metric(M.USAGE, d)] > 0.3 + USAGE_TOLERANCE]
+    assert over, "the first epoch ends above the budget (the target is still annealing)"
+    assert first[M.FEASIBLE_MEAN_VAL_ACC] != first[M.MEAN_VAL_ACC]
+    for d in domains:
+        assert last[M.domain_metric(M.USAGE, d)] <= 0.3 + USAGE_TOLERANCE
+        assert last[M.domain_metric(M.FEASIBLE_VAL_ACC, d)] == last[M.domain_metric(M.VAL_ACC, d)]
+    assert last[M.FEASIBLE_MEAN_VAL_ACC] == last[M.MEAN_VAL_ACC] == result[M.MEAN_VAL_ACC]
+    assert result[M.ENFORCED_SWITCHES_OFF] == last[M.ENFORCED_SWITCHES_OFF]
+    assert result[M.PRUNED_AGREEMENT] == 1.0
+
+
+def test_feasible_switches_leave_the_model_exactly_as_it_was():
+    from bap.budget import enforce_budget, feasible_switches, within_budget
+    from bap.cost import switch_costs
+    from tests.bap.helpers import randomize_norms, tiny_model
+
+    model = tiny_model()
+    randomize_norms(model)
+    costs = torch.cat(switch_costs(model, "params", (3, 32, 32)))
+    budgets = torch.tensor([0.4, 0.4, 0.4])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not within_budget(model, budgets, costs)
+    with feasible_switches(model, budgets, costs) as cut:
+        assert sum(cut.values()) > 0 and within_budget(model, budgets, costs)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(1.0)  # a recalibration inside changes the statistics
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert sum(enforce_budget(model, budgets, costs).values()) == sum(cut.values())
