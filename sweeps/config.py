@@ -100,6 +100,8 @@ class SweepConfig:
     objective: str = field(default=M.MEAN_VAL_ACC, metadata=flag("what the search maximises", choices=OBJECTIVES))
     sampler: str = field(default="tpe", metadata=flag("Optuna sampler (pinned explicitly)", choices=SAMPLERS))
     seed: int = field(default=0, metadata=flag("sampler seed (trial seeds: --set seed=N)"))
+    start_from_defaults: bool = field(default=True, metadata=flag(
+        "each new study's first trial runs the documented defaults, then the sampler searches around them"))
     max_concurrent: int = field(default=2, metadata=flag("trials running at once (ConcurrencyLimiter)", RESOURCES))
     cpus_per_trial: float = field(default=1.0, metadata=flag("CPUs per trial (also its torch threads)", RESOURCES))
     gpus_per_trial: float = field(default=0.0, metadata=flag(

@@ -40,10 +40,13 @@ logger = logging.getLogger(__name__)
 
 
 def objectives(objective: str, multi_objective: bool) -> tuple[list[str], list[str]]:
-    """(metrics, modes) the study optimises."""
+    """(metrics, modes) the study optimises: the objective's budget-feasible twin (:func:`bap.metrics.feasible`:
+    what the trial would deliver now, equal to the objective in its final report), and in pareto mode the union
+    MACs and params ratios."""
+    ranked = M.feasible(objective)
     if multi_objective:
-        return [objective, M.UNION_MACS_RATIO, M.UNION_PARAMS_RATIO], ["max", "min", "min"]
-    return [objective], ["max"]
+        return [ranked, M.UNION_MACS_RATIO, M.UNION_PARAMS_RATIO], ["max", "min", "min"]
+    return [ranked], ["max"]
 
 
 def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
@@ -87,15 +90,18 @@ class AskTellSearcher(Searcher):
         study_name: the study (created, or loaded if it exists).
         storage: a journal file path or an RDB URL (:func:`make_storage`); the searcher pickles the spec, not a
             connection, so Tune can snapshot it.
+        first: parameter values for the first trial of a new study (``study.enqueue_trial``), e.g. the documented
+            defaults (:meth:`sweeps.space.SpaceSampler.first_trial`); ignored when the study has trials already.
     """
 
     def __init__(self, space: Any, metric: str | list[str], mode: str | list[str], *, sampler: Any,
-                 study_name: str, storage: str) -> None:
+                 study_name: str, storage: str, first: Mapping[str, Any] | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self._space = space
         self._sampler = sampler
         self._study_name = study_name
         self._storage_spec = str(storage)
+        self._first = dict(first or {})
         self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         self._told: set[str] = set()
         self._adopted_from: dict[str, str] = {}  # Tune trial id -> the dead driver's Tune trial id it continues
@@ -120,6 +126,8 @@ class AskTellSearcher(Searcher):
             self._study = optuna.create_study(
                 study_name=self._study_name, storage=make_storage(self._storage_spec), sampler=self._sampler,
                 directions=["maximize" if m == "max" else "minimize" for m in modes], load_if_exists=True)
+            if self._first and not self._study.get_trials(deepcopy=False):
+                self._study.enqueue_trial(self._first)
         return self._study
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:

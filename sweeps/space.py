@@ -49,6 +49,12 @@ class Param:
             return trial.suggest_float(self.name, self.low, self.high, log=self.kind == "loguniform")
         return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.kind == "logint")
 
+    def contains(self, value: Any) -> bool:
+        """True if ``value`` is one this parameter can take."""
+        if self.kind == "choice":
+            return value in self.values
+        return isinstance(value, int | float) and not isinstance(value, bool) and self.low <= value <= self.high
+
     def extremes(self) -> list[Any]:
         """Values that together exercise every bound (used to validate the space against TrainConfig)."""
         if self.kind == "choice":
@@ -131,6 +137,21 @@ class SpaceSampler:
         if parent in self.defaults:
             return bool(active(self.defaults[parent]))
         return True
+
+    def first_trial(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """The searched values of the documented defaults (``defaults``: the run's ``TrainConfig`` values), for the
+        first trial of a study: a small sweep then starts from the configuration the project ships and searches
+        around it, rather than from a random draw. Values the space cannot take are left to the sampler."""
+        chosen: dict[str, Any] = {}
+        if self.budget_range is not None and BUDGET in defaults:
+            lo, hi = self.budget_range
+            if lo < hi and lo <= defaults[BUDGET] <= hi:
+                chosen[BUDGET] = defaults[BUDGET]
+        for param in sorted(self.params.values(), key=lambda p: p.name in CONDITIONS):
+            if param.name in defaults and param.contains(defaults[param.name]) and self._active(param.name, {
+                    **defaults, **chosen}):
+                chosen[param.name] = defaults[param.name]
+        return chosen
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         chosen: dict[str, Any] = dict(self.fixed)

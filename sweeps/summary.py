@@ -112,6 +112,7 @@ class SweepResult:
         mlflow: tracking URI, experiment, parent run id, how to open it, logging problems and statistics.
         timings: seconds from the driver's start to each step, and the driver's CPU time (benchmarks read them).
         warm_workers: trial actors ran on workers prestarted with torch imported.
+        budget_cost: what the trials' budgets bound (``params``, ``macs``, ``switches``).
         optuna_trials_failed_as_stale: RUNNING study trials closed as FAIL once every Tune trial ended.
     """
 
@@ -127,6 +128,7 @@ class SweepResult:
     mlflow: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     warm_workers: bool = False
+    budget_cost: str | None = None
     optuna_trials_failed_as_stale: int = 0
 
     @property
@@ -144,10 +146,20 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "rows"}
-        out.update(trials=len(self.rows), counts=self.counts, objective=self.objective,
+        out.update(trials=len(self.rows), counts=self.counts, objective=self.objective, headline=headline_of(self),
                    best_per_budget=[dataclasses.asdict(r) for r in self.best_per_budget],
                    pareto=[dataclasses.asdict(r) for r in self.pareto])
         return out
+
+
+def headline_of(result: SweepResult) -> str | None:
+    """What the sweep shows in one line (:func:`analysis.headline.headline`), from its best trial per budget."""
+    from analysis.headline import BudgetBest, headline
+
+    if result.objective != M.MEAN_VAL_ACC:
+        return None  # the line reads mean accuracies
+    best = [BudgetBest(r.budget, r.objective, r.union_params_ratio, r.union_macs_ratio) for r in result.best_per_budget]
+    return headline(best, len(result.domains), result.budget_cost)
 
 
 def print_summary(result: SweepResult) -> None:
@@ -155,6 +167,9 @@ def print_summary(result: SweepResult) -> None:
     counted = ", ".join(f"{v} {k.lower()}" for k, v in sorted(result.counts.items())) or "no trials"
     print(f"\n[sweep] {result.sweep}: {len(result.rows)} trials ({counted})"
           f"{' -- interrupted: rerun with --resume' if result.interrupted else ''}")
+    line = headline_of(result)
+    if line:
+        print(f"In one line:   {line}")
     if result.best_per_budget:
         print("Best trial per budget:")
         print(format_rows(result.best_per_budget, result.objective))

@@ -34,26 +34,39 @@ class Prepared:
     logged: dict[str, float]  # --resume: the last epoch each trial's MLflow run holds
 
 
+def run_defaults(cfg: SweepConfig, fixed: dict[str, Any]) -> dict[str, Any]:
+    """What a trial runs when the search changes nothing: the entry point's ``TrainConfig`` with the fixed values."""
+    from bap.entrypoint import load_entrypoint
+
+    return dict(load_entrypoint(cfg.entrypoint).TrainConfig.from_dict(fixed).to_dict())
+
+
 def build_search(cfg: SweepConfig, sweep: str, fixed: dict[str, Any]) -> Any:
+    """One study per budget (grid) or one multi-objective study (pareto); each new study's first trial runs the
+    documented defaults (``start_from_defaults``), then the sampler searches around them."""
     from ray.tune.search import ConcurrencyLimiter
 
     from sweeps import search, space
 
     metrics, modes = search.objectives(cfg.objective, cfg.multi_objective)
+    defaults = run_defaults(cfg, fixed)
+
+    def searcher(sampler: space.SpaceSampler, metric: Any, mode: Any, seed: int, name: str) -> Any:
+        first = sampler.first_trial(defaults) if cfg.start_from_defaults else None
+        return search.AskTellSearcher(sampler, metric, mode, sampler=search.make_sampler(cfg.sampler, seed,
+                                      cfg.multi_objective), study_name=name, storage=cfg.optuna_storage, first=first)
+
     if cfg.multi_objective:
         name = search.study_name_for(sweep, None)
         sampler = space.SpaceSampler(cfg.space, budget_range=tuple(cfg.budget_range), study_name=name,
                                      defaults=fixed)
-        inner: Any = search.AskTellSearcher(sampler, metrics, modes, study_name=name, storage=cfg.optuna_storage,
-                                            sampler=search.make_sampler(cfg.sampler, cfg.seed, True))
+        inner: Any = searcher(sampler, metrics, modes, cfg.seed, name)
     else:
         per_budget = {}
         for i, b in enumerate(cfg.budgets):
             name = search.study_name_for(sweep, b)
             sampler = space.SpaceSampler(cfg.space, budget=b, study_name=name, defaults=fixed)
-            per_budget[b] = search.AskTellSearcher(
-                sampler, metrics[0], modes[0], sampler=search.make_sampler(cfg.sampler, cfg.seed + i, False),
-                study_name=name, storage=cfg.optuna_storage)
+            per_budget[b] = searcher(sampler, metrics[0], modes[0], cfg.seed + i, name)
         inner = search.PerBudgetSearch(per_budget, metrics[0], modes[0])
     return ConcurrencyLimiter(inner, max_concurrent=cfg.max_concurrent)
 
@@ -67,8 +80,9 @@ def build_scheduler(cfg: SweepConfig, epochs: int) -> Any:
         return FIFOScheduler()
     # A budget grid keeps one bracket per budget, so every budget ends with its best trial; budgets searched on a
     # continuum rarely repeat, so there a trial is ranked against every trial that could dominate it.
+    # Rungs compare what each trial would deliver now (its budget enforced), not its accuracy before it met it.
     peers = "cheaper_or_equal" if cfg.multi_objective else "same_budget"
-    return BudgetFairASHA(M.MEAN_VAL_ACC, "max", max_t=epochs, grace_period=cfg.asha.grace_period,
+    return BudgetFairASHA(M.feasible(cfg.objective), "max", max_t=epochs, grace_period=cfg.asha.grace_period,
                           reduction_factor=cfg.asha.reduction_factor, peers=peers)
 
 
@@ -111,9 +125,10 @@ def build_callbacks(plan: SweepPlan, prepared: Prepared, scheduler: Any) -> tupl
     from sweeps.tracking import TrialRunLogger
 
     cfg, parent = plan.config, prepared.parent
+    fixed = {k: v for k, v in run_defaults(cfg, plan.fixed).items() if v is not None}  # every setting a trial ran
     trial_logger = TrialRunLogger(
         cfg.tracking_uri, parent.experiment_id, parent.run_id, plan.sweep, storage_path=cfg.storage_path,
-        fixed_params={k: v for k, v in plan.fixed.items() if v is not None}, tags={M.TAG_PRESET: cfg.preset},
+        fixed_params=fixed, tags={M.TAG_PRESET: cfg.preset},
     )
     callbacks = [trial_logger, JsonLoggerCallback(), CSVLoggerCallback()]
     if cfg.tensorboard:

@@ -16,7 +16,7 @@ def test_every_preset_resolves_and_validates(tmp_path):
         cfg = C.resolve(name, overrides=overrides)
         assert cfg.preset == name
         assert cfg.train and cfg.space
-    assert set(C.available_presets()) >= {"smoke", "mini", "decathlon"}
+    assert set(C.available_presets()) >= {"smoke", "demo", "mini", "decathlon"}
 
 
 def test_smoke_preset_is_small():
@@ -41,7 +41,7 @@ def test_precedence_preset_then_yaml_then_flags(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"preset": "nope"}, "unknown preset 'nope'; allowed values: decathlon, mini, smoke"),
+        ({"preset": "nope"}, "unknown preset 'nope'; allowed values: decathlon, demo, mini, smoke"),
         ({"budgets": [0.5, 1.5]}, "budget 1.5 is outside (0, 1]"),
         ({"budgets": [0.0]}, "budget 0.0 is outside (0, 1]"),
         ({"budgets": [-0.25]}, "outside (0, 1]"),

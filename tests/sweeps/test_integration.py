@@ -90,6 +90,13 @@ def test_smoke_sweep_records_everything(smoke_sweep):
         assert {"metrics.json", "pruned", "trial_config.json"} <= artifacts
         local = client.download_artifacts(child.info.run_id, "metrics.json")
         assert json.load(open(local))[M.BUDGET] == float(child.data.tags[M.TAG_BUDGET])
+    # Optuna was told, epoch by epoch, the budget-feasible accuracy MLflow holds (not the plain one).
+    for trial in found["optuna"]:
+        child = children[trial.user_attrs[M.ATTR_TUNE_TRIAL]]
+        feasible = {m.step: m.value for m in client.get_metric_history(child.info.run_id, M.FEASIBLE_MEAN_VAL_ACC)}
+        assert trial.intermediate_values and trial.intermediate_values == {
+            step: feasible[step] for step in trial.intermediate_values}
+        assert trial.value == child.data.metrics[M.MEAN_VAL_ACC] == child.data.metrics[M.FEASIBLE_MEAN_VAL_ACC]
     # Tune's side and the summary the user sees.
     assert (run.experiment_dir / "sweep.yaml").is_file()
     trial_dirs = sorted(run.experiment_dir.glob("trial_*"))
@@ -128,8 +135,9 @@ def test_asha_stops_a_dominated_trial_early(tmp_path, mini_data):
         assert child.data.tags.get("bap.stopped_early") == "true"
     pruned = [t for t in found["optuna"] if t.state == optuna.trial.TrialState.PRUNED]
     assert {t.user_attrs[M.ATTR_TUNE_TRIAL] for t in pruned} == set(stopped)
-    # Each stopped trial was behind some trial at its rung (same budget here).
-    first = {tid: client.get_metric_history(c.info.run_id, M.MEAN_VAL_ACC)[0].value
+    # Each stopped trial was behind some trial at its rung (same budget here), in what ASHA ranks: the accuracy of
+    # the network it would deliver then, its budget enforced.
+    first = {tid: client.get_metric_history(c.info.run_id, M.FEASIBLE_MEAN_VAL_ACC)[0].value
              for tid, c in found["children"].items()}
     for tid in stopped:
         assert any(first[o] > first[tid] for o in first if o != tid)

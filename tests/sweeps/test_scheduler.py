@@ -113,8 +113,10 @@ def test_driver_ranks_a_grid_per_budget_and_a_continuum_by_dominance():
     from sweeps.tuner import build_scheduler
 
     grid = build_scheduler(resolve("smoke", None, {"mode": "grid"}), epochs=3)
-    pareto = build_scheduler(resolve("smoke", None, {"mode": "pareto"}), epochs=3)
+    pareto = build_scheduler(resolve("smoke", None, {"mode": "pareto", "objective": "score"}), epochs=3)
     assert (grid.peers, pareto.peers) == ("same_budget", "cheaper_or_equal")
+    # Rungs rank what a trial would deliver now (its budget enforced), for the sweep's objective.
+    assert (grid.metric, pareto.metric) == ("feasible_mean_val_acc", "feasible_score")
 
 
 def test_each_rung_judged_once_and_final_epoch_never():

@@ -19,7 +19,10 @@ SPEC = {
     "switch_threshold": {"choice": [0.0, 0.005]},
     "epochs": 3,
 }
-FINAL = {"mean_val_acc": 0.5, "union_macs_ratio": 0.4, "union_params_ratio": 0.6, "pruned_agreement": 1.0,
+# A trial's reports carry the plain and the budget-feasible accuracy; the search ranks the feasible one (equal to the
+# plain one in the final report).
+ACC = "feasible_mean_val_acc"
+FINAL = {"mean_val_acc": 0.5, ACC: 0.5, "union_macs_ratio": 0.4, "union_params_ratio": 0.6, "pruned_agreement": 1.0,
          "epoch": 3.0}
 
 
@@ -103,10 +106,10 @@ def test_complete_pruned_failed_single_objective(tmp_path):
     for tid in ("t0", "t1", "t2"):
         config = s.suggest(tid)
         assert config["budget"] == 0.5 and "lr" in config
-    s.on_trial_result("t0", {"mean_val_acc": 0.3, "epoch": 1.0})
+    s.on_trial_result("t0", {ACC: 0.3, "epoch": 1.0})
     s.on_trial_complete("t0", FINAL)
-    s.on_trial_result("t1", {"mean_val_acc": 0.2, "epoch": 1.0})
-    s.on_trial_complete("t1", {"mean_val_acc": 0.2, "epoch": 1.0})  # stopped early: no final key
+    s.on_trial_result("t1", {ACC: 0.2, "epoch": 1.0})
+    s.on_trial_complete("t1", {ACC: 0.2, "epoch": 1.0})  # stopped early: no final key
     s.on_trial_complete("t2", None, error=True)
     trials = {t.user_attrs["tune_trial_id"]: t for t in s.study.get_trials()}
     assert trials["t0"].state == TrialState.COMPLETE and trials["t0"].value == 0.5
@@ -115,10 +118,43 @@ def test_complete_pruned_failed_single_objective(tmp_path):
     assert trials["t2"].state == TrialState.FAIL
 
 
+def test_the_study_is_told_the_budget_feasible_accuracy(tmp_path):
+    """Before a trial meets its budget its plain accuracy flatters it: Optuna ranks what it would deliver now."""
+    assert search.objectives("score", False) == (["feasible_score"], ["max"])
+    s = _searcher(tmp_path)
+    s.suggest("t0")
+    s.on_trial_result("t0", {"mean_val_acc": 0.9, ACC: 0.3, "epoch": 1.0})
+    s.on_trial_complete("t0", {**FINAL, "mean_val_acc": 0.6, ACC: 0.6})
+    (t,) = s.study.get_trials()
+    assert t.intermediate_values == {1: 0.3} and t.value == 0.6
+
+
+def test_a_new_study_starts_from_the_documented_defaults_once(tmp_path):
+    """A small sweep is not at the mercy of its first random draws: each new study's first trial runs the defaults
+    (restricted to what the space can take), later ones are sampled; a restored searcher does not enqueue again."""
+    sampler = space.SpaceSampler(SPEC, budget=0.5, study_name="s")
+    defaults = {"sharing": "union", "sharing_weight": 5.0, "sharing_learnable": False, "lr": 0.05,
+                "switch_threshold": 0.005, "dual_lr": 0.5}
+    first = sampler.first_trial(defaults)
+    assert first == {"sharing": "union", "sharing_weight": 5.0, "sharing_learnable": False, "lr": 0.05,
+                     "switch_threshold": 0.005}  # dual_lr is not searched here
+    s = search.AskTellSearcher(sampler, ACC, "max", sampler=search.make_sampler("random", 0, False), study_name="s",
+                               storage=str(tmp_path / "journal.log"), first=first)
+    config = s.suggest("t0")
+    assert {k: config[k] for k in first} == first
+    assert s.suggest("t1")["lr"] != 0.05  # the next one is the sampler's
+    again = search.AskTellSearcher(sampler, ACC, "max", sampler=search.make_sampler("random", 0, False),
+                                   study_name="s", storage=str(tmp_path / "journal.log"), first=first)
+    again.suggest("t2")
+    assert sum(t.params.get("lr") == 0.05 for t in again.study.get_trials()) == 1
+    assert sampler.first_trial({**defaults, "sharing": "none"}) == {"sharing": "none", "lr": 0.05,
+                                                                    "switch_threshold": 0.005}
+
+
 def test_multi_objective_values(tmp_path):
     s = _searcher(tmp_path, multi=True)
     s.suggest("t0")
-    s.on_trial_result("t0", {"mean_val_acc": 0.3, "epoch": 1.0})  # ignored: no intermediate values in MO
+    s.on_trial_result("t0", {ACC: 0.3, "epoch": 1.0})  # ignored: no intermediate values in MO
     s.on_trial_complete("t0", FINAL)
     (t,) = s.study.get_trials()
     assert t.values == [0.5, 0.4, 0.6] and s.study.directions[1].name == "MINIMIZE"
@@ -128,16 +164,16 @@ def test_stale_restore_never_reports_to_a_finished_trial(tmp_path):
     """The UpdateFinishedTrialError crash: the searcher snapshot predates the trial's completion."""
     s = _searcher(tmp_path)
     s.suggest("t0")
-    s.on_trial_result("t0", {"mean_val_acc": 0.3, "epoch": 1.0})
+    s.on_trial_result("t0", {ACC: 0.3, "epoch": 1.0})
     s.save(str(tmp_path / "state.pkl"))  # Tune's last snapshot before the kill
-    s.on_trial_result("t0", {"mean_val_acc": 0.4, "epoch": 2.0})
+    s.on_trial_result("t0", {ACC: 0.4, "epoch": 2.0})
     s.on_trial_complete("t0", FINAL)  # ...the trial completed, then the driver died
 
     restored = _searcher(tmp_path)
     restored.restore(str(tmp_path / "state.pkl"))
     # Tune resumes t0 from its checkpoint; it re-reports and completes again: no exception, nothing changes.
-    restored.on_trial_result("t0", {"mean_val_acc": 0.45, "epoch": 3.0})
-    restored.on_trial_complete("t0", {**FINAL, "mean_val_acc": 0.9})
+    restored.on_trial_result("t0", {ACC: 0.45, "epoch": 3.0})
+    restored.on_trial_complete("t0", {**FINAL, ACC: 0.9})
     (t,) = restored.study.get_trials()
     assert t.state == TrialState.COMPLETE and t.value == 0.5
 
@@ -174,7 +210,7 @@ def test_multi_objective_stopped_early_and_failed(tmp_path):
     s = _searcher(tmp_path, multi=True)
     s.suggest("t0")
     s.suggest("t1")
-    s.on_trial_complete("t0", {"mean_val_acc": 0.2, "epoch": 1.0})  # stopped early
+    s.on_trial_complete("t0", {ACC: 0.2, "epoch": 1.0})  # stopped early
     s.on_trial_complete("t1", None, error=True)
     assert _states(s.study) == ["FAIL", "PRUNED"]
 
@@ -185,7 +221,7 @@ def test_the_searcher_pickles_without_a_connection_and_reloads_its_study(tmp_pat
     s = _searcher(tmp_path)
     s.suggest("t0")
     copy = pickle.loads(pickle.dumps(s))
-    copy.on_trial_result("t0", {"mean_val_acc": 0.3, "epoch": 1.0})  # reported through a reloaded study
+    copy.on_trial_result("t0", {ACC: 0.3, "epoch": 1.0})  # reported through a reloaded study
     copy.on_trial_complete("t0", FINAL)
     (t,) = s.study.get_trials()
     assert t.state == TrialState.COMPLETE and t.intermediate_values == {1: 0.3}
@@ -194,7 +230,7 @@ def test_the_searcher_pickles_without_a_connection_and_reloads_its_study(tmp_pat
 def test_nan_objective_fails_the_trial(tmp_path):
     s = _searcher(tmp_path)
     s.suggest("t0")
-    s.on_trial_complete("t0", {**FINAL, "mean_val_acc": math.nan})
+    s.on_trial_complete("t0", {**FINAL, ACC: math.nan})
     assert _states(s.study) == ["FAIL"]
 
 
@@ -203,10 +239,10 @@ def test_per_budget_search_round_robin_and_restore(tmp_path):
     subs = {}
     for i, b in enumerate((0.25, 0.5, 1.0)):
         name = search.study_name_for("sw", b)
-        subs[b] = search.AskTellSearcher(space.SpaceSampler(SPEC, budget=b, study_name=name), "mean_val_acc", "max",
+        subs[b] = search.AskTellSearcher(space.SpaceSampler(SPEC, budget=b, study_name=name), ACC, "max",
                                          sampler=search.make_sampler("tpe", i, False), study_name=name,
                                          storage=storage)
-    s = search.PerBudgetSearch(subs, "mean_val_acc", "max")
+    s = search.PerBudgetSearch(subs, ACC, "max")
     budgets = [s.suggest(f"t{i}")["budget"] for i in range(6)]
     assert budgets == [0.25, 0.5, 1.0, 0.25, 0.5, 1.0]
     s.save(str(tmp_path / "state.pkl"))
@@ -214,7 +250,7 @@ def test_per_budget_search_round_robin_and_restore(tmp_path):
         s.on_trial_complete(f"t{i}", FINAL)
     assert [len(st.get_trials()) for st in s.studies] == [2, 2, 2]
     assert [st.study_name for st in s.studies] == ["sw/budget=0.25", "sw/budget=0.5", "sw/budget=1"]
-    restored = search.PerBudgetSearch({}, "mean_val_acc", "max")
+    restored = search.PerBudgetSearch({}, ACC, "max")
     restored.restore(str(tmp_path / "state.pkl"))
     restored.on_trial_complete("t0", FINAL)  # already told: silently ignored
     assert restored.suggest("t6")["budget"] == 0.25

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bap import metrics as M
 from tests.sweeps.entry import TrainConfig, available_domains  # noqa: F401  (this entry point's)
 
 TORCH_BEFORE_ENTRY = "torch" in sys.modules  # in a trial worker: imported before run_trial imported this module
@@ -27,8 +28,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, data: Any = None, report:
                             "runtime_env": dict(ray.get_runtime_context().runtime_env),
                             "pl_disable_fork": os.environ.get("PL_DISABLE_FORK"), "niceness": os.nice(0)}) + "\n")
     budget = float(config.values.get("budget", 0.5))
-    metrics = {"epoch": 1.0, "budget": budget, "mean_val_acc": 0.5, "score": 0.0, "union_macs_ratio": budget,
-               "union_params_ratio": budget, "union_macs": 1.0, "union_params": 1.0, "pruned_agreement": 1.0}
+    metrics = {M.EPOCH: 1.0, M.BUDGET: budget, M.MEAN_VAL_ACC: 0.5, M.FEASIBLE_MEAN_VAL_ACC: 0.5, M.SCORE: 0.0,
+               M.UNION_MACS_RATIO: budget, M.UNION_PARAMS_RATIO: budget, M.UNION_MACS: 1.0, M.UNION_PARAMS: 1.0,
+               M.PRUNED_AGREEMENT: 1.0}
     ckpt = Path(out_dir) / "checkpoints" / "epoch_0001"
     ckpt.mkdir(parents=True, exist_ok=True)
     (ckpt / "epoch.txt").write_text("1")
