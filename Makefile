@@ -13,10 +13,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the offline default: a smoke sweep (Ray Tune + Optuna + MLflow in sqlite:///mlruns.db),
-# then the Pareto report of that sweep in reports/demo.
+# The main job on the offline default: a small sweep that shows the method (Ray Tune + Optuna + MLflow in
+# sqlite:///mlruns.db; sweeps/presets/demo.yaml), then the Pareto report of that sweep in reports/demo.
 demo: $(STAMP)
-	$(PY) sweeps/decathlon.py --preset smoke
+	$(PY) sweeps/decathlon.py --preset demo
 	$(PY) -m analysis.report --tracking-uri sqlite:///mlruns.db --experiment decathlon --out reports/demo
 
 lint: $(STAMP)

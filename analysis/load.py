@@ -339,18 +339,30 @@ def _read_results(path: Path) -> tuple[dict[str, float], str | None]:
     return _training_metrics(latest), trial_id
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _trial_train_config(trial_dir: Path) -> dict[str, Any]:
+    """The trial's whole training configuration (``train/trial_config.json``), as MLflow has it with every run: Tune's
+    ``params.json`` holds only what the search chose."""
+    train = _read_json(trial_dir / M.TRAIN_DIR / M.TRIAL_CONFIG_FILE).get("train")
+    return dict(train) if isinstance(train, dict) else {}
+
+
 def tune_records(experiment_dir: str | Path) -> list[TrialRecord]:
     """Every trial folder of one Tune experiment as a trial record (sweep id = the folder's name)."""
     experiment_dir = Path(experiment_dir)
     records = []
     for trial_dir in _trial_dirs(experiment_dir):
         metrics, trial_id = _read_results(trial_dir / _RESULT_FILE)
-        config: Mapping[str, Any] = {}
-        if (trial_dir / _PARAMS_FILE).is_file():
-            try:
-                config = json.loads((trial_dir / _PARAMS_FILE).read_text())
-            except json.JSONDecodeError:
-                config = {}
+        config = {**_trial_train_config(trial_dir), **_read_json(trial_dir / _PARAMS_FILE)}
         if trial_id is None:
             match = _TRIAL_ID_IN_DIR.search(trial_dir.name)
             trial_id = (match.group(1) or match.group(2)) if match else trial_dir.name

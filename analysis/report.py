@@ -359,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     used = int(report.data.points_of(TARGET_MEAN).shape[0])
     print(f"[report] {len(report.table)} trials ({used} used), {len(report.pngs)} figures -> {report.out_dir}")
+    if report.summary.headline:
+        print(f"  in one line: {report.summary.headline}")
     for note in report.notes:
         print(f"  note: {note}")
     print(f"  summary: {report.files['summary_md']}  interactive: {report.files['html']}")

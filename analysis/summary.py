@@ -29,13 +29,23 @@ from analysis.fronts import (
     TARGET_SCORE,
     ParetoData,
 )
-from analysis.table import FINISHED, REFERENCE_MACS, REFERENCE_PARAMS, RUN_ID, STATUS, TRIAL_ID
+from analysis.headline import BUDGET_UNITS, BudgetBest, headline
+from analysis.table import (
+    BUDGET_COST,
+    FINISHED,
+    REFERENCE_MACS,
+    REFERENCE_PARAMS,
+    RUN_ID,
+    STATUS,
+    TRIAL_ID,
+    domains_of,
+)
 from analysis.units import GIGA, format_count, format_percent, format_ratio, macs_unit, params_unit
 from analysis.unpruned import ModelCosts
 from bap import metrics as M
 
 __all__ = ["SummaryData", "budget_summary", "pareto_set", "render_html", "render_markdown", "summary_data",
-           "target_summary"]
+           "sweep_headline", "target_summary"]
 
 
 @dataclass
@@ -71,6 +81,8 @@ class SummaryData:
     model: ModelCosts | None = None
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    headline: str | None = None
+    budget_units: list[str] = field(default_factory=list)
 
 
 def _ranked_by(table: pd.DataFrame) -> str:
@@ -83,15 +95,17 @@ def _usable(table: pd.DataFrame, data: ParetoData) -> pd.DataFrame:
     return table.iloc[rows]
 
 
-def budget_summary(table: pd.DataFrame, data: ParetoData) -> pd.DataFrame:
+def budget_summary(table: pd.DataFrame, data: ParetoData, rank: str | None = None) -> pd.DataFrame:
     """Per budget group (and ``"all"``): usable trials, the best one and its costs, the mean-accuracy hypervolumes.
+
+    The best is by ``rank`` (default: the Decathlon score when the sweep has one, else the mean val accuracy).
 
     Returns:
         Columns ``budget_group``, ``trials``, ``best_trial``, ``score``, ``mean_val_acc``, ``union_params``,
         ``union_params_ratio``, ``union_macs``, ``union_macs_ratio``, ``union_flops``, ``hv_params``, ``hv_macs``,
         ``hv_3d``.
     """
-    rank = _ranked_by(table)
+    rank = rank or _ranked_by(table)
     usable = _usable(table, data)
     groups = data.points_of(TARGET_MEAN).set_index("trial")[BUDGET_GROUP]
     volumes = data.hypervolumes[data.hypervolumes[TARGET] == TARGET_MEAN].set_index(BUDGET_GROUP)
@@ -142,6 +156,27 @@ def target_summary(data: ParetoData) -> pd.DataFrame:
     return across.drop(columns=[BUDGET_GROUP]).reset_index(drop=True)
 
 
+def _budget_units(table: pd.DataFrame) -> list[str]:
+    """What the trials' budgets bound (``params``, ``macs``, ``switches``), as logged."""
+    if BUDGET_COST not in table:
+        return []
+    return sorted({str(v) for v in table[BUDGET_COST].dropna() if str(v) not in ("", "None", "nan")})
+
+
+def sweep_headline(table: pd.DataFrame, data: ParetoData) -> str | None:
+    """The report's one-line reading of the sweep (:func:`analysis.headline.headline`): each budget's best trial by
+    mean val accuracy (what the line quotes), as the driver's summary picks it."""
+    best = []
+    for row in budget_summary(table, data, rank=M.MEAN_VAL_ACC).to_dict("records"):
+        try:
+            budget = float(row[BUDGET_GROUP])
+        except (TypeError, ValueError):
+            continue  # "all budgets", or a range of budgets
+        best.append(BudgetBest(budget, row[M.MEAN_VAL_ACC], row[M.UNION_PARAMS_RATIO], row[M.UNION_MACS_RATIO]))
+    units = _budget_units(table)
+    return headline(best, len(domains_of(table.columns)), units[0] if len(units) == 1 else None)
+
+
 def summary_data(
     table: pd.DataFrame,
     data: ParetoData,
@@ -165,6 +200,7 @@ def summary_data(
         budgets=budget_summary(table, data), front=pareto_set(table, data), targets=target_summary(data),
         reference=dict(data.reference), reference_params=constant(REFERENCE_PARAMS),
         reference_macs=constant(REFERENCE_MACS), model=model, figures=list(figures), notes=list(notes),
+        headline=sweep_headline(table, data), budget_units=_budget_units(table),
     )
 
 
@@ -218,7 +254,9 @@ def _cells(s: SummaryData) -> dict[str, tuple[list[str], list[list[str]]]]:
 
 def _units_lines(s: SummaryData) -> list[str]:
     m_unit = macs_unit([s.reference_macs])
+    budget_unit = ", ".join(f"{BUDGET_UNITS.get(u, u)} (budget_cost={u})" for u in s.budget_units) or "not logged"
     lines = [
+        f"Budget: the share of the backbone each domain may use, counted in {budget_unit}.",
         "Accuracy: top-1 on the validation split, in %. Params: parameters, in M. MACs: multiply-accumulates per "
         "image (1 MAC = 2 FLOPs). Ratios: x one single-domain ResNet-26 with its head"
         + (f" ({format_count(s.reference_params, params_unit([s.reference_params]))} params, {format_count(s.reference_macs, m_unit)} MACs)."
@@ -255,6 +293,7 @@ def render_markdown(s: SummaryData) -> str:
     best_by = "Decathlon score" if s.ranked_by == M.SCORE else "mean validation accuracy"
     parts = [
         f"# {s.title}", "", s.source, "", f"Trials: {sum(s.counts.values())} ({counts}).", "",
+        *([f"**{s.headline}**", ""] if s.headline else []),
         *[f"- {note}" for note in s.notes], *([""] if s.notes else []),
         f"## Per budget: best trial by {best_by}, mean-accuracy hypervolumes", "", _md_table(*cells["budgets"]), "",
         "## Pareto set: mean accuracy vs union params and MACs (all budgets, cheapest first)", "",
@@ -289,6 +328,7 @@ def render_html(s: SummaryData, images: Mapping[str, str] | None = None) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(s.title)}</h1><p>{html.escape(s.source)}</p>",
         f"<p>Trials: {sum(s.counts.values())} ({html.escape(counts)}).</p>",
+        *([f"<p><strong>{html.escape(s.headline)}</strong></p>"] if s.headline else []),
     ]
     if s.notes:
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in s.notes) + "</ul>")

@@ -6,8 +6,9 @@ vocabulary (:mod:`bap.metrics`: ``FLAT_METRICS`` and ``PER_DOMAIN``), so a metri
 editing the analysis. Columns, in order:
 
 * identity: ``sweep_id``, ``trial_id`` (Ray Tune's), ``run_id`` (the MLflow child run; missing when read from Tune),
-  ``status`` (``FINISHED``, ``KILLED`` = stopped early, ``FAILED``, ``RUNNING``) and ``finished``
-  (:func:`bap.metrics.is_finished`: the trial reported its final, budget-enforced and pruned metrics);
+  ``status`` (``FINISHED``, ``KILLED`` = stopped early, ``FAILED``, ``RUNNING``), ``finished``
+  (:func:`bap.metrics.is_finished`: the trial reported its final, budget-enforced and pruned metrics) and
+  ``budget_cost`` (what its budget bounds: ``params``, ``macs`` or ``switches``; missing if it was not logged);
 * flat metrics of the vocabulary (``budget``, ``epoch``, ``mean_val_acc``, ``score``, ``union_params``,
   ``union_macs``, their ``*_ratio``, ``unpruned_params``, ``unpruned_macs``, ...), each the *latest* value reported
   by the trial; the core ones (:data:`CORE_FLAT`) are always columns, the others only when some trial reported them;
@@ -55,6 +56,7 @@ __all__ = [
     "REFERENCE_PARAMS",
     "RUN_ID",
     "STATUS",
+    "BUDGET_COST",
     "SWEEP_ID",
     "TRIAL_ID",
     "TRIAL_META_KEYS",
@@ -75,6 +77,7 @@ SWEEP_ID = "sweep_id"
 TRIAL_ID = "trial_id"
 RUN_ID = "run_id"
 STATUS = "status"
+BUDGET_COST = M.PARAM_BUDGET_COST  # text: what the trial's budget bounds (params, macs, switches); None if not logged
 FINISHED = "finished"
 REFERENCE_PARAMS = "reference_params"  # one single-domain ResNet-26 with its head; per domain: reference_params/<d>
 REFERENCE_MACS = "reference_macs"
@@ -215,7 +218,7 @@ class _MetricKeys:
         return [*self.flat, *self.per_domain, *self.extra]
 
 
-_IDENTITY = (SWEEP_ID, TRIAL_ID, RUN_ID, STATUS, FINISHED)
+_IDENTITY = (SWEEP_ID, TRIAL_ID, RUN_ID, STATUS, FINISHED, BUDGET_COST)
 _DERIVED = (REFERENCE_PARAMS, REFERENCE_MACS)
 
 
@@ -293,6 +296,7 @@ def build_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
         RUN_ID: pd.Series([r.run_id for r in records], index=index, dtype="str"),
         STATUS: pd.Series([r.status for r in records], index=index, dtype="str"),
         FINISHED: pd.Series([M.is_finished(r.metrics) for r in records], index=index, dtype=bool),
+        BUDGET_COST: pd.Series([r.config.get(BUDGET_COST) for r in records], index=index, dtype="str"),
     }
     data.update(_flat_columns(keys, numbers, records))
     data.update(_per_domain_columns(keys, numbers))

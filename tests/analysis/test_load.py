@@ -81,11 +81,13 @@ def test_table_content(sweep: SyntheticSweep) -> None:
     assert table[M.UNPRUNED_PARAMS].nunique() == 1 and table[M.UNPRUNED_MACS].nunique() == 1
     assert (table[M.UNPRUNED_PARAMS] > table[REFERENCE_PARAMS]).all()
     assert (table[M.UNPRUNED_MACS] == table[REFERENCE_MACS]).all()
-    # Metric columns keep their dtype and the order of earlier tables (core first).
-    assert list(table.columns[5:16]) == [
+    # Identity first (with what the budget bounds, as logged), then the metric columns, which keep their dtype and
+    # the order of earlier tables (core first).
+    assert list(table.columns[:6]) == ["sweep_id", "trial_id", "run_id", "status", "finished", "budget_cost"]
+    assert list(table.columns[6:17]) == [
         M.BUDGET, M.EPOCH, M.MEAN_VAL_ACC, M.SCORE, M.UNION_PARAMS, M.UNION_MACS, M.UNION_PARAMS_RATIO,
         M.UNION_MACS_RATIO, REFERENCE_PARAMS, REFERENCE_MACS, M.PRUNED_AGREEMENT]
-    assert all(table[c].dtype == np.float64 for c in table.columns[5:] if not c.startswith(CONFIG_PREFIX))
+    assert all(table[c].dtype == np.float64 for c in table.columns[6:] if not c.startswith(CONFIG_PREFIX))
     # The unfinished trials keep their latest (epoch 1) metrics but have no final ones.
     unfinished = table[~table[FINISHED]]
     assert unfinished[M.EPOCH].eq(1).all() and unfinished[M.PRUNED_AGREEMENT].isna().all()

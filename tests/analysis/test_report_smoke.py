@@ -16,6 +16,7 @@ import pytest
 from analysis.load import find_sweep, load_mlflow, load_tune
 from analysis.report import ARTIFACT_PATH, build_report
 from analysis.table import (
+    BUDGET_COST,
     CONFIG_PREFIX,
     FINISHED,
     REFERENCE_MACS,
@@ -64,7 +65,7 @@ def test_smoke_sweep_mlflow_and_tune_tables_agree(smoke: Any) -> None:
     assert (from_mlflow[FINISHED] == (from_mlflow[STATUS] == "FINISHED")).all()
     assert from_mlflow[[M.MEAN_VAL_ACC, M.UNION_PARAMS_RATIO, M.UNION_MACS_RATIO]].notna().all().all()
     # Every metric a real sweep reports is in the vocabulary: no extra (unknown) metric columns.
-    derived = {FINISHED, RUN_ID, STATUS, SWEEP_ID, TRIAL_ID, REFERENCE_PARAMS, REFERENCE_MACS}
+    derived = {FINISHED, RUN_ID, STATUS, SWEEP_ID, TRIAL_ID, BUDGET_COST, REFERENCE_PARAMS, REFERENCE_MACS}
     unknown = [c for c in from_mlflow.columns if not (M.is_known_metric(c) or c in derived
                                                       or c.startswith(CONFIG_PREFIX) or c.split("/", 1)[0] in derived)]
     assert not unknown
@@ -75,7 +76,7 @@ def test_smoke_sweep_report(smoke: Any, tmp_path: Path) -> None:
     ref = find_sweep(smoke.tracking_uri, smoke.experiment, sweep_id=sweep_id(smoke))
     table = load_mlflow(smoke.tracking_uri, parent_run_id=ref.parent_run_id)
     # Grid mode's ASHA has one bracket per budget, so each budget's only trial runs to its pruned model, and the
-    # default report (the one `make demo` writes: finished trials only) plots all four budgets.
+    # default report (finished trials only, as `make demo` writes it) plots all four budgets.
     assert table[FINISHED].all()
     report = build_report(tmp_path / "report", tracking_uri=smoke.tracking_uri, parent_run_id=ref.parent_run_id)
     mean = report.data.points[report.data.points["target"] == "mean"]
@@ -84,6 +85,12 @@ def test_smoke_sweep_report(smoke: Any, tmp_path: Path) -> None:
     assert all(p.stat().st_size > 20_000 for p in report.pngs.values())
     assert report.logged_to == ref.parent_run_id
     assert report.summary.model is not None and report.summary.model.unpruned_params_ratio > 1
+    # What the budget bounded is logged with every trial and said in the report, with the one-line reading.
+    assert set(table["budget_cost"]) == {"params"} and report.summary.budget_units == ["params"]
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert "counted in parameters (budget_cost=params)" in text
+    assert report.summary.headline and report.summary.headline.startswith("budget 0.5 (parameters): 5 domains in ")
+    assert f"**{report.summary.headline}**" in text
     from mlflow import MlflowClient
 
     logged = {f.path for f in MlflowClient(smoke.tracking_uri).list_artifacts(ref.parent_run_id, ARTIFACT_PATH)}
