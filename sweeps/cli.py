@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         result = R.launch(plan)
+    except ConfigError as exc:  # found once Ray runs (a trial no node can hold): nothing was launched
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except R.PreparationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -106,6 +106,8 @@ class SweepConfig:
     cpus_per_trial: float = field(default=1.0, metadata=flag("CPUs per trial (also its torch threads)", RESOURCES))
     gpus_per_trial: float = field(default=0.0, metadata=flag(
         "GPUs per trial; fractions share a GPU (0.25: four per GPU)", RESOURCES))
+    check_resources: bool = field(default=True, metadata=flag(
+        "refuse a sweep whose trials no node of the Ray cluster can hold (CPUs, GPUs per trial)", RESOURCES))
     max_failures: int = field(default=2, metadata=flag(
         "retries of a failing trial, each from its last checkpoint", RESOURCES))
     checkpoints_to_keep: int = 2

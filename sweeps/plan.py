@@ -74,10 +74,12 @@ def resolve_sweep_name(cfg: SweepConfig) -> str:
     return name
 
 
-def _check_tracking(cfg: SweepConfig) -> None:
-    from sweeps.reachability import check_tracking_uri
+def _check_stores(cfg: SweepConfig) -> None:
+    """The MLflow tracking store and the Optuna storage answer (or can be created)."""
+    from sweeps.reachability import check_optuna_storage, check_tracking_uri
 
     check_tracking_uri(cfg.tracking_uri, timeout=cfg.tracking_timeout_s)
+    check_optuna_storage(cfg.optuna_storage, timeout=cfg.tracking_timeout_s)
 
 
 def _check_training(cfg: SweepConfig) -> list[str]:
@@ -96,16 +98,17 @@ def _check_training(cfg: SweepConfig) -> list[str]:
 
 
 def check_environment(cfg: SweepConfig) -> list[str]:
-    """Tracking store reachable; training values, search space and domains valid. Returns the domain list.
+    """Tracking store and Optuna storage reachable; training values, search space and domains valid. Returns the
+    domain list.
 
     The two checks run at once: a bad value fails as soon as its own check does.
     """
     from sweeps import space
 
     space.parse_space(cfg.space)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-tracking")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-stores")
     try:
-        tracking = pool.submit(_check_tracking, cfg)
+        tracking = pool.submit(_check_stores, cfg)
         domains = _check_training(cfg)
         tracking.result()
         return domains

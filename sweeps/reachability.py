@@ -85,3 +85,50 @@ def check_tracking_uri(uri: str, timeout: float = 10.0) -> None:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"MLflow tracking store {uri} failed: {first[:300]}; {hint}") from None
+
+
+# Database URL schemes -> (Python modules that can drive them, the extra that installs one).
+DB_DRIVERS = {
+    "postgresql": (("psycopg2", "psycopg"), "bap-sweeps[postgres]"),
+    "mysql": (("MySQLdb", "pymysql"), "a MySQL driver (pip install pymysql)"),
+}
+
+
+def check_optuna_storage(spec: str, timeout: float = 10.0) -> None:
+    """Raise ConfigError unless Optuna can use ``spec``: a journal file in a writable folder, or an RDB URL whose
+    Python driver is installed and whose server answers within ``timeout`` seconds."""
+    import importlib.util
+
+    if "://" not in spec:
+        folder = Path(spec).expanduser().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"cannot write the Optuna journal {spec!r}: {str(folder)!r} is not writable")
+        return
+    scheme = spec.split("://", 1)[0].split("+", 1)[0]
+    modules, extra = DB_DRIVERS.get(scheme, ((), ""))
+    if modules and not any(importlib.util.find_spec(m) for m in modules):
+        raise ConfigError(f"--optuna-storage {scheme}://... needs a Python driver for {scheme}, and none is "
+                          f"installed: pip install {extra}")
+    if scheme == "sqlite":
+        return
+
+    def probe() -> None:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(spec, connect_args={"connect_timeout": int(max(1, timeout))}
+                                          if scheme in DB_DRIVERS else {})
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+
+    try:
+        _call_with_timeout(probe, timeout)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        safe = spec.split("@", 1)[-1] if "@" in spec else spec.split("://", 1)[-1]  # never print a password
+        raise ConfigError(f"the Optuna storage at {scheme}://...{safe} cannot be reached ({first[:200]}); start the "
+                          "database or check the URL, or use a journal file: --optuna-storage optuna_journal.log") from None

@@ -28,7 +28,7 @@ from bap import metrics as M
 from sweeps.config import SweepConfig
 from sweeps.plan import SweepPlan, plan
 from sweeps.prepare import Preparation, PreparationError
-from sweeps.session import RaySession
+from sweeps.session import RaySession, check_resources
 from sweeps.summary import SweepResult
 
 if TYPE_CHECKING:
@@ -120,6 +120,8 @@ def launch(plan: SweepPlan) -> SweepResult:
             preparation.start_here(pool)  # overlaps ray.init
         with _parent_ends_on_error(tracking), session:
             timings["ray_init_s"] = time.perf_counter() - t0
+            if cfg.check_resources:
+                check_resources(cfg)  # a trial no node can hold would wait for a placement forever
             if not preparation.started:
                 preparation.start_remote(prep_gpus)
             parent, ended, logged = tracking.result()

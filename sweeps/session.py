@@ -131,3 +131,22 @@ class RaySession(contextlib.AbstractContextManager["RaySession"]):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def check_resources(cfg: SweepConfig) -> None:
+    """Raise ConfigError if no node of the running Ray can hold one trial (its CPUs and GPUs): such a sweep would
+    wait forever for a placement. A cluster whose nodes start on demand can skip this (``--no-check-resources``)."""
+    import ray
+
+    from sweeps.config import ConfigError
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for name, want, flag in (("CPU", cfg.cpus_per_trial, "--cpus-per-trial"),
+                             ("GPU", cfg.gpus_per_trial, "--gpus-per-trial")):
+        largest = max((float(node.get(name, 0.0)) for node in nodes), default=0.0)
+        if want > largest + 1e-9:
+            total = sum(float(node.get(name, 0.0)) for node in nodes)
+            raise ConfigError(
+                f"each trial asks for {want:g} {name} ({flag} {want:g}) but no node of this Ray has that many: "
+                f"{len(nodes)} node(s), at most {largest:g} {name} on one, {total:g} in all; lower {flag}, add "
+                f"nodes with {name}s, or pass --no-check-resources if the cluster starts such nodes on demand")

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,25 @@ def artifact_location(uri: str, experiment: str) -> str | None:
         folder = Path(uri[len("sqlite:///") :]).parent / "mlruns" / experiment
         return folder.resolve().as_uri()
     return None
+
+
+@contextlib.contextmanager
+def first_use_lock(uri: str) -> Iterator[None]:
+    """Around a process's first call to a SQLite tracking store: an exclusive lock on ``<file>.lock``, so that two
+    sweeps started at once against a new store do not both create its schema (MLflow's migration then fails in one
+    of them: "Online migration expected to match one row ... 0 found"). Other stores need no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock = Path(uri[len("sqlite:///") :] + ".lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
@@ -127,8 +147,9 @@ class SweepRun:
         self.uri = uri
         self.experiment_name = experiment
         self.sweep_id = sweep_id
-        self.client = MlflowClient(tracking_uri=uri)
-        self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
+        with first_use_lock(uri):  # the first use creates a new SQLite store's schema
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
         self.run_id: str | None = None
         self.adopted = False
         self.ended: str | None = None  # the status it was ended with

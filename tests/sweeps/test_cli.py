@@ -121,3 +121,35 @@ def test_which_addresses_start_a_local_ray(monkeypatch, flag, env, local):
     else:
         monkeypatch.setenv("RAY_ADDRESS", env)
     assert starts_local_ray(C.resolve("smoke", overrides={"address": flag})) is local
+
+
+def test_database_url_without_its_driver_names_the_extra(workdir, capsys, monkeypatch):
+    from sweeps import reachability
+
+    monkeypatch.setitem(reachability.DB_DRIVERS, "postgresql", (("no_such_driver_module",), "bap-sweeps[postgres]"))
+    assert main(["--preset", "smoke", "--optuna-storage", "postgresql://optuna@127.0.0.1:5432/optuna"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a Python driver for postgresql" in err and "pip install bap-sweeps[postgres]" in err
+    _nothing_written(workdir)
+
+
+def test_unreachable_database_fails_before_launch_without_printing_the_password(workdir, capsys):
+    url = f"postgresql://optuna:s3cret@127.0.0.1:{_closed_port()}/optuna"
+    assert main(["--preset", "smoke", "--optuna-storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "the Optuna storage at postgresql://" in err and "cannot be reached" in err and err.count("\n") == 1
+    assert "s3cret" not in err
+    _nothing_written(workdir)
+
+
+@pytest.mark.slow
+def test_gpus_per_trial_the_cluster_lacks_fail_in_seconds_not_hang(tmp_path):
+    """The real driver on a local Ray without GPUs: one error line naming what was asked and what Ray has, exit 2,
+    no trial launched (it used to wait silently for a placement)."""
+    from tests.sweeps.driver import new_run, run_driver
+
+    run = run_driver(new_run(tmp_path, "nogpu"), "--preset", "smoke", "--gpus-per-trial", "0.5", timeout=180)
+    assert run.returncode == 2, run.output[-3000:]
+    line = next(x for x in run.output.splitlines() if x.startswith("error: "))
+    assert "each trial asks for 0.5 GPU (--gpus-per-trial 0.5)" in line and "at most 0 GPU on one" in line
+    assert not (run.storage_path / "nogpu").exists()

@@ -224,3 +224,22 @@ def test_new_trial_takes_over_the_run_of_an_unrecorded_trial(uri):
     steps = [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, M.MEAN_VAL_ACC)]
     assert steps == [1, 2, 3]
     assert cb2.stats["orphans_adopted"] == 1 and cb2.stats["orphans_closed"] == 0
+
+
+def test_two_sweeps_creating_a_new_sqlite_store_at_once_both_succeed(tmp_path):
+    """Two drivers starting within a second against a store that does not exist yet: one creates the schema, the
+    other waits for it (without the lock, MLflow's migration failed in one of them)."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path}/new.db"
+    code = ("import sys; from sweeps.tracking import SweepRun; r = SweepRun(sys.argv[1], 'exp', sys.argv[2]); "
+            "r.start({}, {}); r.end(); print('ok')")
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri, f"sweep-{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "exp"]
+    parents = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags[M.TAG_SWEEP_ID] for r in parents) == ["sweep-0", "sweep-1"]
