@@ -205,11 +205,13 @@ def report(cells_out: Sequence[Outcome], short_out: Sequence[Outcome], default_s
            wall: float) -> str:
     lines = [f"### Fidelity on the mini-decathlon ({dt.date.today().isoformat()})", "",
              f"Command: `{command}`; machine: {platform.machine()}, {os.cpu_count()} CPUs; {wall / 60:.1f} min.", "",
-             "Default length (10 epochs, width 0.25, 1 block, budget on params), median over seeds (range):", "",
-             table(cells_out), ""]
+             "Default length (10 epochs, width 0.25, 1 block, budget on params unless a row says budget_cost), "
+             "median over seeds (range):", "", table(cells_out), ""]
     if short_out:
         lines += ["Short runs (2 and 3 epochs):", "", table(short_out), ""]
-    lines += ["Goals:", "", *(f"- {g}" for g in goals(cells_out, default_sharing) + short_run_goal(short_out)), ""]
+    judged = goals(cells_out, default_sharing) + short_run_goal(short_out)
+    if judged:
+        lines += ["Goals:", "", *(f"- {g}" for g in judged), ""]
     return "\n".join(lines)
 
 
