@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bap.losses import usage
+
 
 @dataclass(frozen=True)
 class BudgetSchedule:
@@ -99,8 +101,7 @@ def within_budget(model: torch.nn.Module, budgets: torch.Tensor, costs: torch.Te
     """True if every domain's usage is at most its budget (then enforcing would change nothing)."""
     convs = [conv for _, conv in model.switched_convs()]
     on = (_scores(convs) > convs[0].threshold).double()
-    usages = (on * costs.cpu().double()).sum(dim=1) / costs.sum().cpu().double()
-    return bool((usages <= budgets.cpu().double() + tolerance).all())
+    return bool((usage(on, costs.cpu().double()) <= budgets.cpu().double() + tolerance).all())
 
 
 class feasible_switches:

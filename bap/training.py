@@ -157,13 +157,13 @@ class _Run:
         if self.enforced is None:
             self.enforced = enforce_budget(self.model, self.budget.budgets, self.costs)
 
-    def _switch_terms(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(switches, usages, budget penalty + sharing loss) at global ``step``, toward the annealed targets."""
+    def _switch_terms(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(switches, usages, annealed targets, budget penalty + sharing loss) at global ``step``."""
         switches = stacked_switches(self.model)
         usages = usage(switches, self.costs)
         targets = self.budget_schedule.targets(self.budget.budgets, step)
         penalty = sum(self.budget.penalty(usages[d], d, targets[d]) for d in range(len(self.datasets)))
-        return switches, usages, penalty + self.sharing(switches, self.sharing_costs)
+        return switches, usages, targets, penalty + self.sharing(switches, self.sharing_costs)
 
     def _step(self, step: int, batches: Mapping[str, tuple[torch.Tensor, torch.Tensor]], sums: dict[str, float]
               ) -> tuple[float, float]:
@@ -178,7 +178,7 @@ class _Run:
             loss = loss + ce
         frozen = self.budget_schedule.frozen(step)  # recovery: only BNs and heads train
         if not frozen:
-            switches, usages, terms = self._switch_terms(step)
+            switches, usages, targets, terms = self._switch_terms(step)
             loss = loss + terms
         self.optimizer.zero_grad(set_to_none=True)
         self.switch_optimizer.zero_grad(set_to_none=True)
@@ -188,7 +188,6 @@ class _Run:
         if frozen:
             return float(loss.detach()), 0.0
         self.switch_optimizer.step()
-        targets = self.budget_schedule.targets(self.budget.budgets, step)
         for d, value in enumerate(usages.detach().cpu().tolist()):
             self.budget.dual_step(value, d, float(targets[d]))
         return float(loss.detach()), float(self.sharing.raw(switches.detach(), self.sharing_costs))

@@ -29,6 +29,8 @@ class SweepPlan:
         sweep: the sweep's name (new, or the one ``--resume`` continues).
         domains: the data's domains the trials train on.
         fixed: the ``TrainConfig`` values every trial shares (preset ``train`` plus data, domains, cache folder).
+        defaults: every value a trial runs with when the search changes nothing: the entry point's ``TrainConfig``
+            built from ``fixed`` (logged with each trial; the first trial of each study).
         epochs: epochs per trial.
         fault: the injected fault (tests; ``$BAP_SWEEP_INJECT_FAULT``), or None.
     """
@@ -37,6 +39,7 @@ class SweepPlan:
     sweep: str
     domains: list[str]
     fixed: dict[str, Any]
+    defaults: dict[str, Any]
     epochs: int
     fault: dict[str, Any] | None
 
@@ -116,14 +119,9 @@ def check_environment(cfg: SweepConfig) -> list[str]:
         pool.shutdown(wait=False)  # a failed check need not wait for the other one
 
 
-def _epochs(cfg: SweepConfig) -> int:
-    """Epochs per trial: the fixed ``train.epochs``, else the entry point's default."""
-    epochs = cfg.train.get("epochs")
-    if epochs is None:
-        epochs = load_entrypoint(cfg.entrypoint).TrainConfig.from_dict({}).to_dict().get("epochs")
-    if epochs is None:
-        raise ConfigError(f"the entry point {cfg.entrypoint!r} has no default epochs: set train.epochs")
-    return int(epochs)
+def run_defaults(cfg: SweepConfig, fixed: dict[str, Any]) -> dict[str, Any]:
+    """What a trial runs when the search changes nothing: the entry point's ``TrainConfig`` with the fixed values."""
+    return dict(load_entrypoint(cfg.entrypoint).TrainConfig.from_dict(fixed).to_dict())
 
 
 def plan(cfg: SweepConfig) -> SweepPlan:
@@ -139,4 +137,8 @@ def plan(cfg: SweepConfig) -> SweepPlan:
         fault = parse_fault(os.environ.get(FAULT_ENV))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return SweepPlan(cfg, sweep, domains, fixed_train_values(cfg), _epochs(cfg), fault)
+    fixed = fixed_train_values(cfg)
+    defaults = run_defaults(cfg, fixed)
+    if defaults.get("epochs") is None:
+        raise ConfigError(f"the entry point {cfg.entrypoint!r} has no default epochs: set train.epochs")
+    return SweepPlan(cfg, sweep, domains, fixed, defaults, int(defaults["epochs"]), fault)

@@ -183,7 +183,6 @@ def _summarise(plan: SweepPlan, results: Any, search_alg: Any, parent: Any, tria
                timings: dict[str, float], warm: bool) -> SweepResult:
     from sweeps import search
     from sweeps.summary import rows_from_results
-    from sweeps.tuner import run_defaults
 
     cfg = plan.config
     studies = search.studies_of(search_alg)
@@ -197,7 +196,7 @@ def _summarise(plan: SweepPlan, results: Any, search_alg: Any, parent: Any, tria
                 "ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}",
                 "logging_errors": list(trial_logger.errors)[:10], "stats": dict(trial_logger.stats)},
         timings=timings, warm_workers=bool(warm),
-        budget_cost=run_defaults(cfg, plan.fixed).get(M.PARAM_BUDGET_COST),
+        budget_cost=plan.defaults.get(M.PARAM_BUDGET_COST),
     )
     if result.complete:  # every Tune trial ended: a RUNNING Optuna trial belongs to no one
         result.optuna_trials_failed_as_stale = sum(search.fail_stale_trials(s) for s in studies)

@@ -34,14 +34,7 @@ class Prepared:
     logged: dict[str, float]  # --resume: the last epoch each trial's MLflow run holds
 
 
-def run_defaults(cfg: SweepConfig, fixed: dict[str, Any]) -> dict[str, Any]:
-    """What a trial runs when the search changes nothing: the entry point's ``TrainConfig`` with the fixed values."""
-    from bap.entrypoint import load_entrypoint
-
-    return dict(load_entrypoint(cfg.entrypoint).TrainConfig.from_dict(fixed).to_dict())
-
-
-def build_search(cfg: SweepConfig, sweep: str, fixed: dict[str, Any]) -> Any:
+def build_search(cfg: SweepConfig, sweep: str, fixed: dict[str, Any], defaults: dict[str, Any]) -> Any:
     """One study per budget (grid) or one multi-objective study (pareto); each new study's first trial runs the
     documented defaults (``start_from_defaults``), then the sampler searches around them."""
     from ray.tune.search import ConcurrencyLimiter
@@ -49,7 +42,6 @@ def build_search(cfg: SweepConfig, sweep: str, fixed: dict[str, Any]) -> Any:
     from sweeps import search, space
 
     metrics, modes = search.objectives(cfg.objective, cfg.multi_objective)
-    defaults = run_defaults(cfg, fixed)
 
     def searcher(sampler: space.SpaceSampler, metric: Any, mode: Any, seed: int, name: str) -> Any:
         first = sampler.first_trial(defaults) if cfg.start_from_defaults else None
@@ -125,7 +117,7 @@ def build_callbacks(plan: SweepPlan, prepared: Prepared, scheduler: Any) -> tupl
     from sweeps.tracking import TrialRunLogger
 
     cfg, parent = plan.config, prepared.parent
-    fixed = {k: v for k, v in run_defaults(cfg, plan.fixed).items() if v is not None}  # every setting a trial ran
+    fixed = {k: v for k, v in plan.defaults.items() if v is not None}  # every setting a trial runs with
     trial_logger = TrialRunLogger(
         cfg.tracking_uri, parent.experiment_id, parent.run_id, plan.sweep, storage_path=cfg.storage_path,
         fixed_params=fixed, tags={M.TAG_PRESET: cfg.preset},
@@ -149,7 +141,7 @@ def build_tuner(plan: SweepPlan, prepared: Prepared) -> tuple[Any, Any, Any]:
     cfg = plan.config
     trainable = build_trainable(plan, prepared)
     scheduler = build_scheduler(cfg, plan.epochs)
-    search_alg = build_search(cfg, plan.sweep, plan.fixed)
+    search_alg = build_search(cfg, plan.sweep, plan.fixed, plan.defaults)
     callbacks, trial_logger = build_callbacks(plan, prepared, scheduler)
     run_config = tune.RunConfig(
         name=plan.sweep, storage_path=cfg.storage_path, callbacks=callbacks, verbose=cfg.verbose,
