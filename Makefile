@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow and not cluster"
 
 clean:
 	rm -rf $(VENV) runs reports mlruns.db mlruns ray_results optuna_journal.log .pytest_cache

@@ -89,9 +89,23 @@ def check_tracking_uri(uri: str, timeout: float = 10.0) -> None:
 
 # Database URL schemes -> (Python modules that can drive them, the extra that installs one).
 DB_DRIVERS = {
-    "postgresql": (("psycopg2", "psycopg"), "bap-sweeps[postgres]"),
+    "postgresql": (("psycopg", "psycopg2"), "bap-sweeps[postgres]"),
     "mysql": (("MySQLdb", "pymysql"), "a MySQL driver (pip install pymysql)"),
 }
+
+
+def _dialect_driver_missing(spec: str) -> bool:
+    """True if the driver SQLAlchemy picks for ``spec`` does not import (``postgresql://`` means psycopg 3 since
+    SQLAlchemy 2.1, ``postgresql+psycopg2://`` psycopg2)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(spec).get_dialect().import_dbapi()
+    except ImportError:
+        return True
+    except Exception:  # noqa: BLE001 -- a malformed URL is reported by the connection probe
+        return False
+    return False
 
 
 def check_optuna_storage(spec: str, timeout: float = 10.0) -> None:
@@ -108,7 +122,7 @@ def check_optuna_storage(spec: str, timeout: float = 10.0) -> None:
         return
     scheme = spec.split("://", 1)[0].split("+", 1)[0]
     modules, extra = DB_DRIVERS.get(scheme, ((), ""))
-    if modules and not any(importlib.util.find_spec(m) for m in modules):
+    if modules and (not any(importlib.util.find_spec(m) for m in modules) or _dialect_driver_missing(spec)):
         raise ConfigError(f"--optuna-storage {scheme}://... needs a Python driver for {scheme}, and none is "
                           f"installed: pip install {extra}")
     if scheme == "sqlite":

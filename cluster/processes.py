@@ -1,0 +1,115 @@
+"""Long-running service processes: started detached with a log file, found again by pid, stopped for good.
+
+Each service runs in a session (process group) of its own, so that stopping it also stops whatever it forked
+(MLflow's server workers, PostgreSQL's backends) and nothing is re-parented to PID 1 and left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+def spawn(cmd: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None, user: str | None = None,
+          cwd: Path | None = None) -> int:
+    """Start ``cmd`` detached (its own session), stdout and stderr appended to ``log``; returns its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=None if env is None else dict(env), user=user, cwd=cwd,
+                                start_new_session=True)
+    return proc.pid
+
+
+def alive(pid: int | None) -> bool:
+    """True while ``pid`` runs (a zombie child counts as gone)."""
+    if not pid:
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+def stop(pid: int | None, first: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
+    """Send ``first`` to ``pid``'s process group, SIGKILL it after ``timeout`` s; True if anything was running."""
+    if not alive(pid):
+        return False
+    assert pid is not None
+    try:
+        os.killpg(pid, first)
+    except ProcessLookupError:
+        return False
+    if not wait_for(lambda: not alive(pid), timeout):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_for(lambda: not alive(pid), 10.0)
+    try:  # whatever the leader forked and left in its group
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return True
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except OSError:
+        return False
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def environ(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``."""
+    return {**os.environ, **extra}
