@@ -46,6 +46,9 @@ _SKIP_KEYS = {
     "node_ip", "experiment_tag", "checkpoint_dir_name", "episodes_total", "timesteps_total", "experiment_id",
 }
 _MAX_METRICS = 1000
+# What an unreachable or overloaded tracking server looks like from MLflow's client (after its own retries).
+_OUTAGE_MARKERS = ("Max retries exceeded", "Connection refused", "Connection aborted", "Failed to establish",
+                   "Read timed out", "RemoteDisconnected", "502", "503", "504", "too many 5")
 _MAX_PARAMS = 100
 _MAX_PARAM_LEN = 6000
 
@@ -257,12 +260,15 @@ class TrialRunLogger(Callback):
             when it completes); None: no artifacts.
         end_timeout_s: how long a trial's end waits for its MLflow writes (with ``wait_for_end``).
         wait_for_end: block Tune's loop until a trial's end is written (off by default: reconciled on resume).
+        outage_limit_s: how long a write waits for an unreachable tracking server to come back, retrying, before
+            it is given up (counted in ``stats["writes_given_up"]``). Writes are never dropped sooner: Tune's loop
+            only queues them, so trials keep training through an outage.
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, sweep_id: str, *,
                  fixed_params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
                  storage_path: str | None = None, end_timeout_s: float = 60.0,
-                 flush_interval_s: float = 0.5, wait_for_end: bool = False) -> None:
+                 flush_interval_s: float = 0.5, wait_for_end: bool = False, outage_limit_s: float = 600.0) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -274,13 +280,15 @@ class TrialRunLogger(Callback):
         self.end_timeout_s = end_timeout_s
         self.wait_for_end = wait_for_end
         self.flush_interval_s = flush_interval_s
+        self.outage_limit_s = outage_limit_s
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._runs: dict[str, _RunState] = {}
         self._reconciled = False
         self.errors: list[str] = []
         self.stats = {"log_batch_calls": 0, "metrics_logged": 0, "runs_created": 0, "runs_adopted": 0,
-                      "runs_closed_on_reconcile": 0, "orphans_adopted": 0, "orphans_closed": 0, "busy_s": 0.0}
+                      "runs_closed_on_reconcile": 0, "orphans_adopted": 0, "orphans_closed": 0, "busy_s": 0.0,
+                      "outages": 0, "outage_s": 0.0, "writes_given_up": 0}
         self._orphans: dict[tuple, Any] = {}
 
     # Tune pickles callbacks into tuner.pkl: keep only configuration.
@@ -397,7 +405,7 @@ class TrialRunLogger(Callback):
                         self._error(f"closing orphaned runs: {exc}")
                     continue
                 try:
-                    self._apply(op)
+                    self._through_outages(lambda op=op: self._apply(op))
                 except Exception as exc:  # MLflow trouble must never take the sweep down
                     self._error(f"{op[0]}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 if op[0] in ("end", "noop", "reconcile"):
@@ -409,11 +417,35 @@ class TrialRunLogger(Callback):
 
     def _safe_flush(self) -> None:
         try:
-            self._flush_all()
+            self._through_outages(self._flush_all)
         except Exception as exc:
             self._error(f"log_batch: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             for state in self._runs.values():
-                state.pending.clear()  # drop what cannot be written rather than retry forever
+                self.stats["writes_given_up"] += len(state.pending)
+                state.pending.clear()  # a write the server rejects, or an outage past outage_limit_s
+
+    def _through_outages(self, write: Any) -> None:
+        """``write()``, retried with a growing pause while the tracking server cannot be reached, for up to
+        ``outage_limit_s``; any other error is raised at once. (MLflow's client retries each request for a few
+        minutes first; this covers what it gives up on, and counts the outage.)"""
+        began, pause = None, 1.0
+        while True:
+            try:
+                write()
+            except Exception as exc:
+                if not _is_outage(exc):
+                    raise
+                began = time.monotonic() if began is None else began
+                if time.monotonic() - began > self.outage_limit_s:
+                    raise
+                logger.warning("MLflow server unreachable; retrying in %.0f s (%s)", pause, type(exc).__name__)
+                time.sleep(pause)
+                pause = min(pause * 2, 15.0)
+                continue
+            if began is not None:
+                self.stats["outages"] += 1
+                self.stats["outage_s"] += time.monotonic() - began
+            return
 
     def _error(self, message: str) -> None:
         if len(self.errors) < 100:
@@ -508,8 +540,9 @@ class TrialRunLogger(Callback):
     def _flush_all(self) -> None:
         for state in self._runs.values():
             while state.pending:
-                chunk, state.pending = state.pending[:_MAX_METRICS], state.pending[_MAX_METRICS:]
+                chunk = state.pending[:_MAX_METRICS]
                 self._client.log_batch(state.run_id, metrics=chunk)
+                del state.pending[:len(chunk)]  # only once written: an outage keeps them for the retry
                 self.stats["log_batch_calls"] += 1
                 self.stats["metrics_logged"] += len(chunk)
 
@@ -581,6 +614,16 @@ class TrialRunLogger(Callback):
             self._client.delete_run(run.info.run_id)
             self.stats["orphans_closed"] += 1
         self._orphans.clear()
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """True if ``exc`` (or what caused it) says the server could not be reached, not that it refused the write."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionError, TimeoutError)) or any(m in str(seen) for m in _OUTAGE_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _local_copy:
