@@ -55,6 +55,8 @@ def _add_field_flags(groups: dict[str, Any], cls: type, dest_prefix: str = "") -
             options["action"] = argparse.BooleanOptionalAction
         elif spec["floats"] or typing.get_origin(kind[0]) is list:
             options["metavar"] = "A,B,..."
+        elif typing.get_origin(kind[0]) is dict:
+            options["metavar"] = "NAME=AMOUNT,..."
         else:
             options["type"] = kind[0]
         if spec["choices"] is not None:

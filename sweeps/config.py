@@ -106,8 +106,13 @@ class SweepConfig:
     cpus_per_trial: float = field(default=1.0, metadata=flag("CPUs per trial (also its torch threads)", RESOURCES))
     gpus_per_trial: float = field(default=0.0, metadata=flag(
         "GPUs per trial; fractions share a GPU (0.25: four per GPU)", RESOURCES))
+    resources_per_trial: dict[str, float] = field(default_factory=dict, metadata=flag(
+        "custom Ray resources each trial needs besides CPUs and GPUs, NAME=AMOUNT,..., e.g. "
+        "accelerator_type:H100=0.001 (a node type) or a resource your nodes declare (ray start --resources)",
+        RESOURCES))
     check_resources: bool = field(default=True, metadata=flag(
-        "refuse a sweep whose trials no node of the Ray cluster can hold (CPUs, GPUs per trial)", RESOURCES))
+        "refuse a sweep whose trials no node of the Ray cluster can hold (CPUs, GPUs, custom resources per trial)",
+        RESOURCES))
     max_failures: int = field(default=2, metadata=flag(
         "retries of a failing trial, each from its last checkpoint", RESOURCES))
     checkpoints_to_keep: int = 2
@@ -234,6 +239,23 @@ def parse_float_list(text: str | Sequence[Any], what: str) -> list[float]:
         raise ConfigError(f"{what} must be numbers, got {text!r}") from None
 
 
+def parse_amounts(text: str | Mapping[str, Any], what: str) -> dict[str, float]:
+    """``NAME=AMOUNT,...`` (or a mapping, from YAML) as {name: amount}; names may contain ':' (Ray's own)."""
+    if isinstance(text, Mapping):
+        items = [(str(k), v) for k, v in text.items()]
+    else:
+        items = []
+        for part in (t for t in re.split(r"[,\s]+", text.strip()) if t):
+            name, sep, amount = part.rpartition("=")
+            if not sep or not name:
+                raise ConfigError(f"{what} expects NAME=AMOUNT,..., got {part!r}")
+            items.append((name, amount))
+    try:
+        return {name: float(amount) for name, amount in items}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} amounts must be numbers, got {text!r}") from None
+
+
 def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(SweepConfig)}
 
@@ -307,6 +329,13 @@ def validate(cfg: SweepConfig) -> SweepConfig:
         raise ConfigError(f"gpus_per_trial must be >= 0 (fractions share a GPU), got {cfg.gpus_per_trial}")
     if cfg.gpus_per_trial > 1 and cfg.gpus_per_trial != int(cfg.gpus_per_trial):
         raise ConfigError(f"gpus_per_trial above 1 must be a whole number, got {cfg.gpus_per_trial}")
+    cfg.resources_per_trial = parse_amounts(cfg.resources_per_trial, "resources_per_trial")
+    for name, amount in cfg.resources_per_trial.items():
+        if name.upper() in ("CPU", "GPU", "MEMORY", "OBJECT_STORE_MEMORY"):
+            raise ConfigError(f"resources_per_trial: {name!r} has its own setting (--cpus-per-trial, "
+                              "--gpus-per-trial) or is not per trial; custom resources only")
+        if amount <= 0:
+            raise ConfigError(f"resources_per_trial: {name} must be > 0, got {amount:g}")
     if cfg.max_failures < 0:
         raise ConfigError(f"max_failures must be >= 0, got {cfg.max_failures}")
     if cfg.checkpoints_to_keep < 1:

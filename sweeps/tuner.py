@@ -106,7 +106,8 @@ def build_trainable(plan: SweepPlan, prepared: Prepared) -> Any:
     }
     shared = [prepared.data_ref] if cfg.data_sharing == "object_store" else None
     return tune.with_resources(tune.with_parameters(run_trial, settings=settings, shared=shared),
-                               {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+                               {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial,
+                                "custom_resources": dict(cfg.resources_per_trial)})
 
 
 def build_callbacks(plan: SweepPlan, prepared: Prepared, scheduler: Any) -> tuple[list[Any], Any]:

@@ -92,9 +92,9 @@ def test_sweep_runs_on_the_worker_nodes(rehearsal: Rehearsal, say: Callable[[str
     nodes = trial_nodes(rehearsal.storage_path, sweep)
     say(f"smoke sweep by ray job submit: {time.monotonic() - began:.0f} s; trial -> node: "
         + ", ".join(f"{t} {'/'.join(a)}" for t, a in sorted(nodes.items())))
-    workers = {node.address for node in rehearsal.nodes[1:]}
-    assert len(nodes) == 4 and all(set(addresses) <= workers for addresses in nodes.values()), nodes
-    if rehearsal.network:  # one node per address: both workers took trials
+    assert len(nodes) == 4, nodes
+    if rehearsal.network:  # one address per node (side by side on 127.0.0.1, Tune reports the machine's address)
+        workers = {node.address for node in rehearsal.nodes[1:]}
         assert {a for addresses in nodes.values() for a in addresses} == workers, nodes
     assert_one_finished_run_per_trial(rehearsal, sweep, 4)
     states = sorted(t.state.name for t in optuna_trials(rehearsal, sweep))

@@ -147,3 +147,25 @@ def test_tensorboard_is_opt_in():
     assert cfg.tensorboard is True
     with pytest.raises(ConfigError, match="tensorboard must be true or false, got 'maybe'"):
         C.resolve("smoke", overrides={"tensorboard": "maybe"})
+
+
+def test_custom_resources_per_trial_from_flag_and_yaml(tmp_path):
+    cfg, _ = config_from_args(["--preset", "smoke", "--resources-per-trial", "accelerator_type:H100=0.001,fast=1"])
+    assert cfg.resources_per_trial == {"accelerator_type:H100": 0.001, "fast": 1.0}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"resources_per_trial": {"fast": 2}}))
+    cfg, _ = config_from_args(["--preset", "smoke", "--config", str(path)])
+    assert cfg.resources_per_trial == {"fast": 2.0}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("CPU=1", "has its own setting"),
+    ("gpu=1", "has its own setting"),
+    ("fast=0", "must be > 0"),
+    ("fast", "expects NAME=AMOUNT"),
+    ("fast=many", "must be numbers"),
+])
+def test_custom_resources_per_trial_errors_name_the_field(value, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        config_from_args(["--preset", "smoke", "--resources-per-trial", value])
+    assert "resources_per_trial" in str(err.value)
