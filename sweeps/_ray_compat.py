@@ -9,6 +9,13 @@ What is here and why:
 
 * :func:`lean_head` -- a local Ray without the dashboard API server and the autoscaler monitor (``Node`` methods);
   Ray has no switch for either. Saves ~1-2 s of start-up and ~1 s at shutdown on 2 cores (``bench/RESULTS.md``).
+* :func:`loopback_only` -- a local Ray whose every process (GCS, raylet, agents, workers, driver) listens on
+  127.0.0.1 only: Ray's own local-only mode (``ray_constants.ENABLE_RAY_CLUSTER``, off on macOS/Windows) around
+  ``ray.init(_node_ip_address="127.0.0.1")``. On Linux Ray otherwise binds every port on all interfaces, and turns a
+  loopback ``_node_ip_address`` back into the machine's address.
+* :func:`ray_session_dir` / :func:`session_dir_pattern` -- the running Ray's session directory, and the one a local
+  head started by a given process will have (``<temp root>/session_<time>_<pid>``), for the session's watchdog
+  (:class:`sweeps.watchdog.RayWatchdog`) to recognise that Ray's processes after its driver died.
 * :func:`tune_actor_env` / :func:`trial_actors_inherit` -- the environment Tune gives every trial actor
   (``ray.tune.execution.class_cache``); left out while the workers of our own Ray already have it, so the trial
   actors land on the workers Ray prestarted with torch imported (:mod:`sweeps.workers`).
@@ -83,17 +90,67 @@ def ray_cpus(num_cpus: int | None) -> int:
         return os.cpu_count() or 1
 
 
-def ray_temp_root() -> str | None:
-    """The folder holding the running Ray's ``session_*`` directories (None when Ray is not initialised here)."""
+def ray_session_dir() -> str | None:
+    """The running Ray's session directory (``<temp root>/session_*``; None when Ray is not initialised here)."""
     try:
         import ray
         from ray._private import worker
 
         if not ray.is_initialized():
             return None
-        return os.path.dirname(worker._global_node.get_session_dir_path())
+        return worker._global_node.get_session_dir_path()
     except (ImportError, AttributeError):
         return None
+
+
+def ray_temp_root() -> str | None:
+    """The folder holding the running Ray's ``session_*`` directories (None when Ray is not initialised here)."""
+    session_dir = ray_session_dir()
+    return None if session_dir is None else os.path.dirname(session_dir)
+
+
+def session_dir_pattern(pid: int) -> str | None:
+    """A glob matching the session directory of a local head that process ``pid`` starts with ``ray.init`` and no
+    ``_temp_dir`` (``ray._private.node.Node``: ``<default temp root>/session_<date_time>_<pid>``); None if moved.
+
+    Older session directories of the same pid match too: check their creation time.
+    """
+    try:
+        from ray._common.utils import get_default_ray_temp_dir
+    except ImportError:
+        return None
+    return os.path.join(get_default_ray_temp_dir(), f"session_*_{int(pid)}")
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[dict[str, Any]]:
+    """Around a local ``ray.init``: every process of the new Ray listens on 127.0.0.1 only. Yields the arguments to
+    add to that ``ray.init`` (empty if Ray's switch moved: Ray then binds all interfaces, as usual).
+
+    Ray's C++ servers (GCS, raylet, each worker's core worker) bind 127.0.0.1 instead of all interfaces when the
+    node's IP is 127.0.0.1, and the agents follow the node's IP. But ``ray.init`` replaces a loopback
+    ``_node_ip_address`` with the machine's address (``services.resolve_ip_for_localhost``) unless Ray runs in its
+    local-only mode, ``ray_constants.ENABLE_RAY_CLUSTER`` False -- the default on macOS and Windows, read when
+    ``ray.init`` resolves the address. It is set only while the block runs; the Ray started keeps its address.
+    Never use this for a connection to a cluster.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:
+        yield {}
+        return
+    if not isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool):
+        yield {}
+        return
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield {"_node_ip_address": LOOPBACK}
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ started.
   ``ray.init`` 1.9-2.0 s instead of 2.8-3.9 s, ``ray.shutdown`` 0.3 s instead of 1.4 s). When at least half its
   CPUs run trials at once, its workers start with it and import torch while the driver sets up, and Tune's trial
   actors take them (:mod:`sweeps.workers`). The trials import ``sweeps``/``bap`` from this checkout (``PYTHONPATH``).
+  Every process of that Ray listens on 127.0.0.1 only (:func:`sweeps._ray_compat.loopback_only`), and none outlives
+  the driver, even a ``kill -9``-ed one (:class:`sweeps.watchdog.RayWatchdog`).
 * **A running cluster** (``--address``/``$RAY_ADDRESS``, e.g. under ``ray job submit``): connect; a driver started
   by hand ships ``bap``, ``sweeps`` and the entry point's package as ``py_modules`` (:func:`cluster_runtime_env`).
   A cluster is never started or stopped here.
@@ -23,6 +25,7 @@ from typing import Any
 
 from sweeps import _ray_compat, workers
 from sweeps.config import SweepConfig
+from sweeps.watchdog import RayWatchdog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +77,7 @@ class RaySession(contextlib.AbstractContextManager["RaySession"]):
         self.started = False
         self._stack = contextlib.ExitStack()
         self._worker_env: dict[str, str] | None = None
+        self.watchdog: RayWatchdog | None = None
 
     def __enter__(self) -> RaySession:
         import ray
@@ -106,9 +110,18 @@ class RaySession(contextlib.AbstractContextManager["RaySession"]):
             kwargs["num_gpus"] = self.cfg.num_gpus
         if self.cfg.object_store_memory_mb:
             kwargs["object_store_memory"] = int(self.cfg.object_store_memory_mb) * 1024 * 1024
-        with _ray_compat.lean_head():
+        self.watchdog = RayWatchdog.start()  # before ray.init: a driver killed during it leaves nothing either
+        if self.watchdog is not None:
+            self._stack.callback(self.watchdog.stop)  # after ray.shutdown (stop), or after a failed ray.init
+        with contextlib.ExitStack() as init:
+            if self.watchdog is not None:
+                init.enter_context(self.watchdog.marking())
+            kwargs.update(init.enter_context(_ray_compat.loopback_only()))
+            init.enter_context(_ray_compat.lean_head())
             ray.init(address="local", **kwargs)  # "local": our own, even when a `ray start` cluster runs here
         self.started = True
+        if self.watchdog is not None:
+            self.watchdog.watch_session(_ray_compat.ray_session_dir())
 
     @contextlib.contextmanager
     def trial_actors(self) -> Iterator[bool]:

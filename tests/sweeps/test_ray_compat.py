@@ -3,6 +3,8 @@ exercises one access on the installed versions (not only ``hasattr``), so an upg
 
 * a sweep's own local Ray starts without the dashboard API server and the autoscaler monitor, still runs tasks, and
   leaves Ray as it was; Ray's CPU count and session folder are what Ray itself reports;
+* in Ray's local-only mode a loopback node address stays loopback, and the Ray started in it runs on 127.0.0.1 in a
+  session folder named after its driver's pid (every process listening on loopback only: ``test_local_ray.py``);
 * inside a real Tune trial, the trial's storage is the sweep's storage folder; a restored tuner runs with the
   callbacks it is given (not the pickled ones);
 * an Optuna trial is reached by its number, for reports, attributes and ``tell``.
@@ -10,6 +12,8 @@ exercises one access on the installed versions (not only ``hasattr``), so an upg
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
 import os
 
 import psutil
@@ -92,6 +96,45 @@ def test_ray_temp_root_is_none_without_ray():
     import ray
 
     assert not ray.is_initialized() and _ray_compat.ray_temp_root() is None
+    assert _ray_compat.ray_session_dir() is None
+
+
+def test_loopback_only_keeps_a_loopback_node_address_and_restores_rays_mode():
+    import ray
+    from ray._private import ray_constants, services
+
+    assert not ray.is_initialized()  # else Ray answers with the running node's address
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with _ray_compat.loopback_only() as init_kwargs:
+        assert init_kwargs == {"_node_ip_address": "127.0.0.1"}
+        assert ray_constants.ENABLE_RAY_CLUSTER is False
+        # what ray.init does with _node_ip_address, and what the head's Node takes when none is given
+        assert services.resolve_ip_for_localhost(init_kwargs["_node_ip_address"]) == "127.0.0.1"
+        assert services.get_node_ip_address() == "127.0.0.1"
+    assert ray_constants.ENABLE_RAY_CLUSTER is before
+    with pytest.raises(RuntimeError), _ray_compat.loopback_only():
+        raise RuntimeError("ray.init failed")
+    assert ray_constants.ENABLE_RAY_CLUSTER is before
+
+
+@pytest.mark.slow
+def test_local_ray_in_loopback_only_runs_on_127_0_0_1_in_a_session_folder_named_after_the_driver():
+    import ray
+
+    with _ray_compat.loopback_only() as init_kwargs:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, **init_kwargs)
+    try:
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
+        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+        session_dir = _ray_compat.ray_session_dir()
+        assert fnmatch.fnmatch(session_dir, _ray_compat.session_dir_pattern(os.getpid()))
+        assert os.path.dirname(session_dir) == _ray_compat.ray_temp_root()
+        (gcs,) = [p for p in psutil.Process().children() if p.name() == "gcs_server"]
+        listening = [c.laddr.ip for c in gcs.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+        assert listening and all((getattr(a, "ipv4_mapped", None) or a).is_loopback
+                                 for a in map(ipaddress.ip_address, listening)), listening
+    finally:
+        ray.shutdown()
 
 
 # ------------------------------------------------------------------------------------------------------------------
