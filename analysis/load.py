@@ -5,11 +5,14 @@ Both readers return the same columns and values for the same sweep:
 * :func:`load_mlflow` pages through ``MlflowClient.search_runs`` (``max_results`` + ``page_token``) for the sweep's
   child runs -- filtered on ``tags.mlflow.parentRunId`` when the parent run is known, else on the ``bap.sweep_id`` and
   ``bap.role`` tags -- and takes each run's latest metric values, its params and its status.
-* :func:`load_tune` reads every trial folder of a Tune experiment: ``params.json`` (the trial's configuration) and
+* :func:`load_tune` reads every trial folder of a Tune experiment -- a local folder or an object-store URI such as
+  ``s3://bucket/sweeps/<sweep>``, through pyarrow's filesystems -- ``params.json`` (the trial's configuration) and
   ``result.json`` (one JSON line per report), keeping each metric's latest value like MLflow does. Tune does not
   record why a trial ended, so its status is derived: ``FINISHED`` when the trial finished
   (:func:`bap.metrics.is_finished`: its final, pruned metrics were reported), ``FAILED`` when the folder holds
-  Tune's ``error.txt``, else ``KILLED`` (stopped early by the scheduler).
+  Tune's ``error.txt``, else ``KILLED`` (stopped early by the scheduler). An object store's credentials and
+  endpoint come as pyarrow takes them: the ``AWS_*`` environment (``AWS_ENDPOINT_URL`` for an S3-compatible server)
+  or the URI's query (``s3://bucket/sweeps?endpoint_override=host:9000&scheme=http``).
 
 Both drop Ray Tune's own result keys (:data:`TUNE_RESULT_KEYS`: ``training_iteration``, ``time_total_s``, ...) and
 keep every other metric; :func:`analysis.table.build_table` decides the columns.
@@ -22,6 +25,7 @@ results under ``<storage>/<sweep id>/<trial folder>/``.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -47,11 +51,13 @@ __all__ = [
     "TUNE_RESULT_KEYS",
     "find_sweep",
     "find_tune_experiments",
+    "is_uri",
     "load_mlflow",
     "load_tune",
     "mlflow_records",
     "newest_tune_experiment",
     "trial_filter",
+    "tune_experiment_name",
     "tune_records",
 ]
 
@@ -280,130 +286,276 @@ def load_mlflow(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Ray Tune folders
+# Ray Tune folders: a local folder, or an object-store URI (``s3://bucket/sweeps``) read through pyarrow
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _trial_dirs(experiment_dir: Path) -> list[Path]:
-    return sorted(
-        p for p in experiment_dir.iterdir()
-        if p.is_dir() and ((p / _RESULT_FILE).is_file() or (p / _PARAMS_FILE).is_file())
-    )
+def is_uri(folder: str | Path) -> bool:
+    """True for an object-store URI (``s3://...``, ``gs://...``, ``file://...``); False for a local path."""
+    return isinstance(folder, str) and "://" in folder
 
 
-def find_tune_experiments(folder: str | Path, sweep_id: str | None = None) -> list[Path]:
+def _uri_join(uri: str, name: str) -> str:
+    """``<uri>/<name>``, with the URI's query (``?endpoint_override=...``) kept at the end."""
+    base, sep, query = uri.partition("?")
+    return f"{base.rstrip('/')}/{name}{sep}{query}"
+
+
+def _shown(folder: str | Path) -> str:
+    """``folder`` for messages: a URI's credentials (``s3://KEY:SECRET@bucket/...``) left out."""
+    text = str(folder)
+    scheme, sep, rest = text.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return text
+    return f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{slash}{path}"
+
+
+def tune_experiment_name(experiment_dir: str | Path) -> str:
+    """The sweep id of a Tune experiment folder or URI: its last path segment."""
+    if is_uri(experiment_dir):
+        return str(experiment_dir).partition("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    return Path(experiment_dir).name
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A folder on a pyarrow filesystem, and how it is shown to callers (the local ``Path``, or the URI)."""
+
+    fs: Any
+    path: str  # on ``fs``
+    shown: Path | str
+
+    @classmethod
+    def of(cls, folder: str | Path) -> _Folder:
+        import pyarrow.fs as pafs
+
+        if not is_uri(folder):
+            return cls(pafs.LocalFileSystem(), os.path.abspath(folder), Path(folder))
+        try:
+            fs, path = pafs.FileSystem.from_uri(str(folder))
+        except Exception as exc:  # an unknown scheme, a malformed URI, a bucket region that cannot be resolved
+            raise AnalysisError(f"cannot open the Ray Tune results at {_shown(folder)!r}: {_first_line(exc)}") \
+                from None
+        return cls(fs, path.rstrip("/"), str(folder))
+
+    def child(self, name: str) -> _Folder:
+        shown = self.shown / name if isinstance(self.shown, Path) else _uri_join(self.shown, name)
+        return _Folder(self.fs, f"{self.path}/{name}", shown)
+
+    @property
+    def name(self) -> str:
+        return tune_experiment_name(self.shown)
+
+    def is_dir(self) -> bool:
+        import pyarrow.fs as pafs
+
+        return self._call(self.fs.get_file_info, self.path).type == pafs.FileType.Directory
+
+    def listing(self) -> dict[str, Any]:
+        """Name -> ``pyarrow.fs.FileInfo`` of every entry directly inside (none if the folder does not exist)."""
+        import pyarrow.fs as pafs
+
+        infos = self._call(self.fs.get_file_info, pafs.FileSelector(self.path, allow_not_found=True))
+        return {info.base_name: info for info in infos}
+
+    def read_text(self, name: str) -> str | None:
+        """The text of the file ``name`` inside (None if it is not there)."""
+        try:
+            with self.fs.open_input_stream(f"{self.path}/{name}") as stream:
+                return stream.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if isinstance(self.shown, Path):
+                return None
+            raise AnalysisError(f"cannot read {_shown(_uri_join(str(self.shown), name))!r}: {_first_line(exc)}") \
+                from None
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except OSError as exc:  # e.g. the object store refused: credentials, no such bucket, unreachable endpoint
+            raise AnalysisError(f"cannot read the Ray Tune results at {_shown(self.shown)!r}: {_first_line(exc)}") \
+                from None
+
+
+def _is_file(listing: Mapping[str, Any], name: str) -> bool:
+    import pyarrow.fs as pafs
+
+    info = listing.get(name)
+    return info is not None and info.type == pafs.FileType.File
+
+
+def _is_trial(listing: Mapping[str, Any]) -> bool:
+    return _is_file(listing, _RESULT_FILE) or _is_file(listing, _PARAMS_FILE)
+
+
+def _subfolders(folder: _Folder) -> list[_Folder]:
+    import pyarrow.fs as pafs
+
+    return [folder.child(name) for name, info in sorted(folder.listing().items())
+            if info.type == pafs.FileType.Directory]
+
+
+def _trial_dirs(experiment_dir: _Folder) -> list[tuple[_Folder, dict[str, Any]]]:
+    """The trial folders of an experiment folder, by name, each with its listing."""
+    out = []
+    for sub in _subfolders(experiment_dir):
+        listing = sub.listing()
+        if _is_trial(listing):
+            out.append((sub, listing))
+    return out
+
+
+def _has_trial_dir(folder: _Folder) -> bool:
+    return any(_is_trial(sub.listing()) for sub in _subfolders(folder))
+
+
+def _existing(folder: str | Path) -> _Folder:
+    root = _Folder.of(folder)
+    if not root.is_dir():
+        raise AnalysisError(f"Ray Tune results folder {_shown(root.shown)!r} does not exist; pass the sweep's "
+                            "--storage-path or its experiment folder below it.")
+    return root
+
+
+def find_tune_experiments(folder: str | Path, sweep_id: str | None = None) -> list[Path | str]:
     """Tune experiment folders at ``folder``: itself if it holds trial folders, else its sub-folders that do.
 
     Args:
-        folder: A Tune experiment folder (``<storage>/<sweep>``) or the storage root above several.
+        folder: A Tune experiment folder (``<storage>/<sweep>``) or the storage root above several: a local path,
+            or an object-store URI (``s3://bucket/sweeps``; credentials and endpoint as pyarrow takes them: the
+            ``AWS_*`` environment, or ``?endpoint_override=...`` in the URI).
         sweep_id: Keep only the experiment of that name.
 
     Returns:
-        The experiment folders, sorted by name.
+        The experiment folders, sorted by name: ``Path`` s for a local ``folder``, URIs for a URI.
 
     Raises:
-        AnalysisError: ``folder`` does not exist.
+        AnalysisError: ``folder`` does not exist or cannot be read.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise AnalysisError(f"Ray Tune results folder {str(root)!r} does not exist; pass the sweep's --storage-path "
-                            "or its experiment folder below it.")
-    if _trial_dirs(root):
+    return [f.shown for f in _find_experiments(_existing(folder), sweep_id)]
+
+
+def _find_experiments(root: _Folder, sweep_id: str | None) -> list[_Folder]:
+    if _has_trial_dir(root):
         found = [root]
     else:
-        found = [p for p in sorted(root.iterdir()) if p.is_dir() and _trial_dirs(p)]
+        found = [sub for sub in _subfolders(root) if (not sweep_id or sub.name == sweep_id) and _has_trial_dir(sub)]
     if sweep_id:
-        found = [p for p in found if p.name == sweep_id]
+        found = [f for f in found if f.name == sweep_id]
     return found
 
 
-def _read_results(path: Path) -> tuple[dict[str, float], str | None]:
+def _read_results(text: str | None) -> tuple[dict[str, float], str | None]:
     """Latest value of every numeric metric over result.json's lines, and the trial id they name."""
     latest: dict[str, float] = {}
     trial_id = None
-    if not path.is_file():
-        return latest, trial_id
-    with path.open() as lines:
-        for line in lines:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a killed driver
-            trial_id = row.get("trial_id", trial_id)
-            for key, value in row.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    latest[key] = float(value)
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a killed driver
+        if not isinstance(row, dict):
+            continue
+        trial_id = row.get("trial_id", trial_id)
+        for key, value in row.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                latest[key] = float(value)
     return _training_metrics(latest), trial_id
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+def _read_json(folder: _Folder, name: str) -> dict[str, Any]:
+    text = folder.read_text(name)
+    if text is None:
         return {}
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(text)
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
 
 
-def _trial_train_config(trial_dir: Path) -> dict[str, Any]:
+def _trial_train_config(trial_dir: _Folder, listing: Mapping[str, Any]) -> dict[str, Any]:
     """The trial's whole training configuration (``train/trial_config.json``), as MLflow has it with every run: Tune's
     ``params.json`` holds only what the search chose."""
-    train = _read_json(trial_dir / M.TRAIN_DIR / M.TRIAL_CONFIG_FILE).get("train")
+    if M.TRAIN_DIR not in listing:
+        return {}
+    train = _read_json(trial_dir.child(M.TRAIN_DIR), M.TRIAL_CONFIG_FILE).get("train")
     return dict(train) if isinstance(train, dict) else {}
 
 
 def tune_records(experiment_dir: str | Path) -> list[TrialRecord]:
-    """Every trial folder of one Tune experiment as a trial record (sweep id = the folder's name)."""
-    experiment_dir = Path(experiment_dir)
+    """Every trial folder of one Tune experiment (a local folder or a URI) as a trial record (sweep id = the
+    folder's name)."""
+    return _records(_Folder.of(experiment_dir))
+
+
+def _records(experiment: _Folder) -> list[TrialRecord]:
     records = []
-    for trial_dir in _trial_dirs(experiment_dir):
-        metrics, trial_id = _read_results(trial_dir / _RESULT_FILE)
-        config = {**_trial_train_config(trial_dir), **_read_json(trial_dir / _PARAMS_FILE)}
+    for trial_dir, listing in _trial_dirs(experiment):
+        text = trial_dir.read_text(_RESULT_FILE) if _is_file(listing, _RESULT_FILE) else None
+        metrics, trial_id = _read_results(text)
+        params = _read_json(trial_dir, _PARAMS_FILE) if _is_file(listing, _PARAMS_FILE) else {}
+        config = {**_trial_train_config(trial_dir, listing), **params}
         if trial_id is None:
             match = _TRIAL_ID_IN_DIR.search(trial_dir.name)
             trial_id = (match.group(1) or match.group(2)) if match else trial_dir.name
         if M.is_finished(metrics):
             status = STATUS_FINISHED
-        elif any((trial_dir / name).is_file() for name in _ERROR_FILES):
+        elif any(_is_file(listing, name) for name in _ERROR_FILES):
             status = STATUS_FAILED
         else:
             status = STATUS_KILLED
-        records.append(TrialRecord(experiment_dir.name, str(trial_id), status, metrics, param_text(config)))
+        records.append(TrialRecord(experiment.name, str(trial_id), status, metrics, param_text(config)))
     return records
 
 
-def newest_tune_experiment(folder: str | Path, sweep_id: str | None = None) -> tuple[Path | None, int]:
-    """The sweep to read from a Tune folder: the one named ``sweep_id``, else the most recently written one.
+def _written(experiment: _Folder) -> float:
+    """When a trial of the experiment last wrote its results (0.0: never)."""
+    times = [info.mtime.timestamp() for _, listing in _trial_dirs(experiment)
+             if (info := listing.get(_RESULT_FILE)) is not None and info.mtime is not None]
+    return max(times, default=0.0)
 
-    Returns:
-        The experiment folder (None if there is none) and how many sweeps ``folder`` holds.
-    """
-    found = find_tune_experiments(folder, sweep_id)
+
+def _newest(folder: str | Path, sweep_id: str | None) -> tuple[_Folder | None, int]:
+    found = _find_experiments(_existing(folder), sweep_id)
     if not found:
         return None, 0
+    if len(found) == 1:
+        return found[0], 1
+    return max(found, key=lambda f: (_written(f), f.name)), len(found)
 
-    def written(experiment: Path) -> float:
-        return max((p.stat().st_mtime for p in experiment.glob(f"*/{_RESULT_FILE}")), default=0.0)
 
-    return max(found, key=lambda p: (written(p), p.name)), len(found)
+def newest_tune_experiment(folder: str | Path, sweep_id: str | None = None) -> tuple[Path | str | None, int]:
+    """The sweep to read from a Tune folder (local or a URI): the one named ``sweep_id``, else the most recently
+    written one.
+
+    Returns:
+        The experiment folder (a ``Path``, or a URI for a URI; None if there is none) and how many sweeps ``folder``
+        holds.
+    """
+    experiment, count = _newest(folder, sweep_id)
+    return (experiment.shown if experiment is not None else None), count
 
 
 def load_tune(folder: str | Path, sweep_id: str | None = None) -> pd.DataFrame:
     """The trial table of one sweep in a Ray Tune results folder.
 
     Args:
-        folder: The sweep's experiment folder (``<storage>/<sweep>``) or the storage root above it.
+        folder: The sweep's experiment folder (``<storage>/<sweep>``) or the storage root above it; a local path or
+            an object-store URI (``s3://bucket/sweeps``, see :func:`find_tune_experiments`).
         sweep_id: The sweep (experiment folder name) to read from a storage root; default: the one written last.
 
     Returns:
         One row per trial folder (:mod:`analysis.table`); empty if no trial folder was found.
 
     Raises:
-        AnalysisError: ``folder`` does not exist.
+        AnalysisError: ``folder`` does not exist or cannot be read.
     """
-    experiment, _ = newest_tune_experiment(folder, sweep_id)
-    return build_table(tune_records(experiment) if experiment is not None else [])
+    experiment, _ = _newest(folder, sweep_id)
+    return build_table(_records(experiment) if experiment is not None else [])

@@ -9,6 +9,7 @@ Usage::
         --out reports/NAME
     # from a Ray Tune results folder (the experiment folder or the storage root), or from a saved table
     python -m analysis.report --tune-dir ray_results/smoke-2026... --out reports/NAME
+    python -m analysis.report --tune-dir s3://bucket/sweeps/smoke-2026... --out reports/NAME   # an object store
     python -m analysis.report --table reports/NAME/trials.parquet --out reports/NAME-again
 
 What it writes to ``--out``:
@@ -46,6 +47,7 @@ from analysis.load import (
     mlflow_records,
     newest_tune_experiment,
     trial_filter,
+    tune_experiment_name,
     tune_records,
 )
 from analysis.plots import figure_data, render_html, render_png
@@ -125,15 +127,15 @@ def _load(tracking_uri: str | None, experiment: str | None, parent_run_id: str |
     if tune_dir is not None:
         experiment_dir, count = newest_tune_experiment(tune_dir, sweep_id)
         if experiment_dir is None:
-            known = [p.name for p in find_tune_experiments(tune_dir)]
+            known = [tune_experiment_name(p) for p in find_tune_experiments(tune_dir)]
             which = f" named {sweep_id!r}" if sweep_id else ""
             raise AnalysisError(f"no runs found: no Ray Tune experiment{which} with trial folders (params.json / "
                                 f"result.json) under {str(tune_dir)!r}" + (f"; sweeps there: {known}" if known else "")
                                 + ". Pass the sweep's --storage-path or its experiment folder.")
         notes = []
         if count > 1:
-            notes.append(f"{tune_dir} holds {count} sweeps; this report is on the newest, {experiment_dir.name!r} "
-                         "(choose another with --sweep-id).")
+            notes.append(f"{tune_dir} holds {count} sweeps; this report is on the newest, "
+                         f"{tune_experiment_name(experiment_dir)!r} (choose another with --sweep-id).")
         return _Loaded(build_table(tune_records(experiment_dir)), f"Ray Tune experiment {experiment_dir}.",
                        f"in the Tune experiment {experiment_dir}", notes=notes)
     if not (experiment or parent_run_id or sweep_id):
@@ -271,7 +273,8 @@ def build_report(
         experiment: MLflow experiment name or id.
         parent_run_id: The sweep's MLflow parent run.
         sweep_id: The sweep id (``bap.sweep_id`` tag; Tune experiment folder name).
-        tune_dir: Ray Tune experiment folder or storage root.
+        tune_dir: Ray Tune experiment folder or storage root: a local path or an object-store URI
+            (``s3://bucket/sweeps``; see :func:`analysis.load.find_tune_experiments`).
         table_path: A ``trials.parquet`` from an earlier report.
         include_unfinished: Also use trials stopped early (their latest metrics).
         log_to_mlflow: Log ``out_dir`` as artifacts (``report/``) on the sweep's parent run (MLflow source only).
@@ -334,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--experiment", help="MLflow experiment name or id (alone: its newest sweep)")
     g.add_argument("--parent-run-id", help="the sweep's MLflow parent run id")
     g.add_argument("--sweep-id", help="the sweep id (bap.sweep_id tag; the Tune experiment folder name)")
-    g.add_argument("--tune-dir", help="Ray Tune experiment folder, or the storage root above it")
+    g.add_argument("--tune-dir", help="Ray Tune experiment folder, or the storage root above it; a local path or an "
+                   "object-store URI (s3://bucket/sweeps, credentials and endpoint from the AWS_* environment)")
     g.add_argument("--table", help="a trials.parquet written by an earlier report")
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, help="report folder, e.g. reports/NAME")

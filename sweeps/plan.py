@@ -1,7 +1,8 @@
 """What a sweep will do, decided and validated before anything starts: :func:`plan` -> :class:`SweepPlan`.
 
 Validation that needs the training code (every fixed value and search-space extreme through ``TrainConfig``, the
-domain names) and the network (the tracking store answers) runs here, the two at once; a bad value raises
+domain names) and the network (the tracking store answers; an object-store ``--storage-path`` answers and has its
+bucket) runs here, the two at once; a bad value raises
 :class:`sweeps.config.ConfigError` naming it and the allowed values. Nothing is written and nothing is launched
 before :func:`sweeps.run.launch`. Validation does not import torch (nor Ray Tune, unless ``--resume`` or an existing
 sweep folder asks for it).
@@ -45,8 +46,10 @@ class SweepPlan:
 
     @property
     def experiment_dir(self) -> str:
-        """The sweep's Tune experiment folder (or URI)."""
-        return f"{self.config.storage_path.rstrip('/')}/{self.sweep}"
+        """The sweep's Tune experiment folder (or URI, its query kept at the end)."""
+        from sweeps.resume import storage_join
+
+        return storage_join(self.config.storage_path, self.sweep)
 
     @property
     def resolved(self) -> dict[str, Any]:
@@ -68,12 +71,13 @@ def resolve_sweep_name(cfg: SweepConfig) -> str:
     """The sweep's name: ``--name``, or ``<preset>-<date-time>``; with ``--resume`` the sweep to continue."""
     from sweeps import resume
 
+    resume.check_storage(cfg.storage_path)  # an object store that does not answer fails here, not after launch
     if cfg.resume:
         return resume.find_sweep_to_resume(cfg.storage_path, cfg.preset, cfg.name)
     name = cfg.name or f"{cfg.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if resume.sweep_exists(cfg.storage_path, name):
-        raise ConfigError(f"sweep {name!r} already exists under {cfg.storage_path}; pass --resume to continue it "
-                          "or --name to start a new one")
+        raise ConfigError(f"sweep {name!r} already exists under {resume.shown(cfg.storage_path)}; pass --resume to "
+                          "continue it or --name to start a new one")
     return name
 
 

@@ -9,6 +9,11 @@ runs. They can disagree by the last instant before the kill; the pieces that rec
 * :mod:`sweeps.trainable` -- a trial resumes from its newest persisted checkpoint, not the one Tune remembers;
 * :mod:`sweeps.search` -- Optuna trials are never told twice; ones Tune never recorded are adopted;
 * :mod:`sweeps.tracking` -- MLflow runs are re-adopted by trial id; ones left RUNNING are closed.
+
+The storage path is a local (shared) folder or an object-store URI (``s3://bucket/sweeps``, read through pyarrow's
+filesystems: credentials and endpoint from the ``AWS_*`` environment, or ``?endpoint_override=...&scheme=http`` in
+the URI, whose query :func:`storage_join` keeps at the end); an object store's puts are atomic, so only a local
+experiment state can be found truncated (:func:`repair_experiment_state`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,47 @@ logger = logging.getLogger(__name__)
 
 TUNER_FILE = "tuner.pkl"  # what Tuner.can_restore looks for; its age orders the sweeps
 STATE_GLOB = "experiment_state-*.json"
+OBJECT_STORES = ("s3", "gcs", "abfs")  # pyarrow filesystems whose first path segment is a bucket (container)
+
+
+def storage_join(storage_path: str, *names: str) -> str:
+    """``<storage_path>/<name>/...`` for a local folder or an object-store URI; a URI's query
+    (``s3://bucket/sweeps?endpoint_override=host:9000&scheme=http``) stays at its end."""
+    base, sep, query = storage_path.partition("?") if "://" in storage_path else (storage_path, "", "")
+    return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)]) + sep + query
+
+
+def shown(storage_path: str) -> str:
+    """``storage_path`` for messages: a URI's credentials (``s3://KEY:SECRET@bucket/...``) left out."""
+    scheme, sep, rest = storage_path.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return storage_path
+    return f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{slash}{path}"
+
+
+def check_storage(storage_path: str) -> None:
+    """An object-store ``--storage-path`` answers and its bucket exists (a local folder Tune creates itself).
+
+    Raises:
+        ConfigError: the endpoint cannot be reached, the credentials are refused, or there is no such bucket.
+    """
+    import pyarrow.fs as pafs
+
+    if "://" not in storage_path:
+        return
+    try:
+        fs, root = _fs_and_path(storage_path)
+        if isinstance(fs, pafs.LocalFileSystem):
+            return
+        bucket = root.strip("/").split("/", 1)[0] if fs.type_name in OBJECT_STORES else None
+        found = fs.get_file_info(bucket or root).type
+    except Exception as exc:  # noqa: BLE001  (pyarrow: ArrowInvalid for a bad URI, OSError from the store)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(f"--storage-path {shown(storage_path)}: cannot open it ({first}); check the endpoint and "
+                          "the credentials (the AWS_* environment, or the URI's ?endpoint_override=...)") from None
+    if bucket and found != pafs.FileType.Directory:
+        raise ConfigError(f"--storage-path {shown(storage_path)}: there is no bucket {bucket!r}; create it first")
 
 
 def _fs_and_path(storage_path: str) -> tuple[Any, str]:
@@ -65,23 +111,23 @@ def sweep_exists(storage_path: str, name: str) -> bool:
     import pyarrow.fs as pafs
 
     fs, root = _fs_and_path(storage_path)
-    if fs.get_file_info(f"{root}/{name}").type != pafs.FileType.Directory:
+    if fs.get_file_info(f"{root.rstrip('/')}/{name}").type != pafs.FileType.Directory:
         return False
     from ray.tune import Tuner
 
-    return Tuner.can_restore(f"{storage_path.rstrip('/')}/{name}")
+    return Tuner.can_restore(storage_join(storage_path, name))
 
 
 def find_sweep_to_resume(storage_path: str, preset: str, name: str | None) -> str:
     """The sweep name ``--resume`` continues: ``name`` if given, else the newest ``<preset>-*`` sweep."""
     if name:
         if not sweep_exists(storage_path, name):
-            raise ConfigError(f"--resume: no sweep {name!r} under {storage_path} (no {TUNER_FILE}); "
+            raise ConfigError(f"--resume: no sweep {name!r} under {shown(storage_path)} (no {TUNER_FILE}); "
                               "drop --resume to start it")
         return name
     found = list_sweeps(storage_path, prefix=f"{preset}-")
     if not found:
-        raise ConfigError(f"--resume: no {preset} sweep under {storage_path}; drop --resume to start one, or "
+        raise ConfigError(f"--resume: no {preset} sweep under {shown(storage_path)}; drop --resume to start one, or "
                           "give --name and --storage-path of the sweep to continue")
     return found[0][1]
 

@@ -647,8 +647,10 @@ class _local_copy:
             if info.type == pafs.FileType.NotFound:
                 continue
             found = True
-            pafs.copy_files(src, str(Path(self.tmp, name)), source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
+            dst = Path(self.tmp, name)
+            if info.type == pafs.FileType.Directory:
+                dst.mkdir(parents=True)  # pyarrow copies a folder's files, not the folder itself
+            pafs.copy_files(src, str(dst), source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
         return Path(self.tmp) if found else None
 
     def __exit__(self, *exc: Any) -> None:

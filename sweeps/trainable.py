@@ -166,14 +166,18 @@ def _write_backbone(settings: Mapping[str, Any], train_values: dict[str, Any]) -
     train_values["pretrained"] = str(target)
 
 
-def _copy_outputs(src: Path, dst: Path) -> None:
-    import shutil
+def _copy_outputs(fs: Any, src: str, dst: str) -> None:
+    """An adopted trial's outputs (``metrics.json``, ``pruned/``) from its ``train/`` folder ``src`` to this trial's
+    ``dst``, both on the sweep storage ``fs`` (a local folder or an object store)."""
+    import pyarrow.fs as pafs
 
     for name in (M.METRICS_FILE, M.PRUNED_DIR):
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
-        elif (src / name).is_file():
-            shutil.copy2(src / name, dst / name)
+        kind = fs.get_file_info(f"{src}/{name}").type
+        if kind == pafs.FileType.NotFound:
+            continue
+        # pyarrow copies a folder's files, not the folder: its destination (a local one) must exist
+        fs.create_dir(f"{dst}/{name}" if kind == pafs.FileType.Directory else dst, recursive=True)
+        pafs.copy_files(f"{src}/{name}", f"{dst}/{name}", source_filesystem=fs, destination_filesystem=fs)
 
 
 @dataclass
@@ -197,7 +201,7 @@ def _set_threads(threads: Any) -> None:
 
 
 def _find_resume(trial_id: str, meta: Mapping[str, Any], storage: _ray_compat.TrialStorage,
-                 settings: Mapping[str, Any], out_dir: Path) -> _Resume:
+                 settings: Mapping[str, Any]) -> _Resume:
     """Resume from the newest complete checkpoint of this trial (or of the dead trial it adopted); re-report the
     epochs MLflow may lack (the driver passes the last epoch each run holds; MLflow skips what it has, Optuna
     ignores a step it has)."""
@@ -215,8 +219,8 @@ def _find_resume(trial_id: str, meta: Mapping[str, Any], storage: _ray_compat.Tr
     last_logged = float(logged.get(trial_id, logged.get(adopted, 0.0) if adopted else 0.0))
     replay = [h for h in history if float(h.get(M.EPOCH, 0)) > last_logged]
     if M.is_finished(report):
-        if adopted_path and storage.is_local and str(ck.path).startswith(adopted_path):
-            _copy_outputs(Path(adopted_path) / M.TRAIN_DIR, out_dir)
+        if adopted_path and str(ck.path).startswith(adopted_path):
+            _copy_outputs(storage.filesystem, f"{adopted_path}/{M.TRAIN_DIR}", f"{storage.trial_path}/{M.TRAIN_DIR}")
         for h in replay or [report]:
             tune.report(dict(h))
         return _Resume(done=True)
@@ -280,13 +284,12 @@ def run_trial(config: dict[str, Any], settings: Mapping[str, Any], shared: Any =
     train_values = {**settings.get("train", {}), **searched}
     _write_backbone(settings, train_values)
     train_config = entry.TrainConfig.from_dict(train_values)
-    resume = _find_resume(trial_id, meta, storage, settings, out_dir)
-    if resume.done:
-        return
+    resume = _find_resume(trial_id, meta, storage, settings)
     (out_dir / M.TRIAL_CONFIG_FILE).write_text(json.dumps(
         {"trial_id": trial_id, "train": train_config.to_dict(), **meta}, indent=1, default=str))
-    fault = settings.get("fault") if storage.is_local else None
-    entry.train(train_config, out_dir, data=_get_data(shared), report=_reporter(storage, resume, fault),
-                resume_from=resume.directory)
+    if not resume.done:  # done: finished once already (by this trial, or by the dead trial it adopted)
+        fault = settings.get("fault") if storage.is_local else None
+        entry.train(train_config, out_dir, data=_get_data(shared), report=_reporter(storage, resume, fault),
+                    resume_from=resume.directory)
     if not storage.is_local:
         _upload_outputs(out_dir, storage)
