@@ -147,19 +147,26 @@ class RaySession(contextlib.AbstractContextManager["RaySession"]):
 
 
 def check_resources(cfg: SweepConfig) -> None:
-    """Raise ConfigError if no node of the running Ray can hold one trial (its CPUs and GPUs): such a sweep would
-    wait forever for a placement. A cluster whose nodes start on demand can skip this (``--no-check-resources``)."""
+    """Raise ConfigError if no node of the running Ray can hold one trial (its CPUs, GPUs and custom resources, all
+    on one node, as its placement needs): such a sweep would wait forever. A cluster whose nodes start on demand can
+    skip this (``--no-check-resources``)."""
     import ray
 
     from sweeps.config import ConfigError
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    for name, want, flag in (("CPU", cfg.cpus_per_trial, "--cpus-per-trial"),
-                             ("GPU", cfg.gpus_per_trial, "--gpus-per-trial")):
+    flags = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
+    wants = {name: float(amount) for name, amount in
+             {"CPU": cfg.cpus_per_trial, "GPU": cfg.gpus_per_trial, **cfg.resources_per_trial}.items() if amount > 0}
+    if any(all(float(node.get(name, 0.0)) + 1e-9 >= want for name, want in wants.items()) for node in nodes):
+        return
+    lines = []
+    for name, want in wants.items():
         largest = max((float(node.get(name, 0.0)) for node in nodes), default=0.0)
-        if want > largest + 1e-9:
-            total = sum(float(node.get(name, 0.0)) for node in nodes)
-            raise ConfigError(
-                f"each trial asks for {want:g} {name} ({flag} {want:g}) but no node of this Ray has that many: "
-                f"{len(nodes)} node(s), at most {largest:g} {name} on one, {total:g} in all; lower {flag}, add "
-                f"nodes with {name}s, or pass --no-check-resources if the cluster starts such nodes on demand")
+        total = sum(float(node.get(name, 0.0)) for node in nodes)
+        flag = flags.get(name, f"--resources-per-trial {name}={want:g}")
+        lines.append(f"{want:g} {name} ({flag}): at most {largest:g} on one node, {total:g} in all")
+    raise ConfigError(
+        f"no node of this Ray ({len(nodes)} node(s)) can hold one trial, which asks for " + "; ".join(lines)
+        + ". Lower what a trial asks for, add such nodes, or pass --no-check-resources if the cluster starts them "
+        "on demand")

@@ -143,13 +143,17 @@ def test_unreachable_database_fails_before_launch_without_printing_the_password(
 
 
 @pytest.mark.slow
-def test_gpus_per_trial_the_cluster_lacks_fail_in_seconds_not_hang(tmp_path):
-    """The real driver on a local Ray without GPUs: one error line naming what was asked and what Ray has, exit 2,
-    no trial launched (it used to wait silently for a placement)."""
+@pytest.mark.parametrize("flag, value, asked", [
+    ("--gpus-per-trial", "0.5", "0.5 GPU (--gpus-per-trial): at most 0 on one node, 0 in all"),
+    ("--resources-per-trial", "fast_disk=1", "1 fast_disk (--resources-per-trial fast_disk=1): at most 0 on one node"),
+])
+def test_resources_the_cluster_lacks_fail_in_seconds_not_hang(tmp_path, flag, value, asked):
+    """The real driver on a local Ray without GPUs or that custom resource: one error line naming what was asked
+    and what Ray has, exit 2, no trial launched (it used to wait silently for a placement)."""
     from tests.sweeps.driver import new_run, run_driver
 
-    run = run_driver(new_run(tmp_path, "nogpu"), "--preset", "smoke", "--gpus-per-trial", "0.5", timeout=180)
+    run = run_driver(new_run(tmp_path, "nogpu"), "--preset", "smoke", flag, value, timeout=180)
     assert run.returncode == 2, run.output[-3000:]
     line = next(x for x in run.output.splitlines() if x.startswith("error: "))
-    assert "each trial asks for 0.5 GPU (--gpus-per-trial 0.5)" in line and "at most 0 GPU on one" in line
+    assert "no node of this Ray" in line and asked in line, line
     assert not (run.storage_path / "nogpu").exists()
