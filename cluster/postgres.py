@@ -138,8 +138,16 @@ class Postgres:
         if not self._psql(binaries, user, f"SELECT 1 FROM pg_roles WHERE rolname = '{ROLE}';"):
             self._psql(binaries, user, f"CREATE ROLE {ROLE} LOGIN PASSWORD '{quoted}';")
         for database in DATABASES:
-            if not self._psql(binaries, user, f"SELECT 1 FROM pg_database WHERE datname = '{database}';"):
-                self._psql(binaries, user, f"CREATE DATABASE {database} OWNER {ROLE};")
+            self.create_database(database)
+
+    def create_database(self, name: str) -> str:
+        """An (empty) database owned by the role, unless it exists; its URL."""
+        if not name.isidentifier():
+            raise PostgresError(f"database names here are plain identifiers, got {name!r}")
+        binaries, user = bin_dir(), _service_user()
+        if not self._psql(binaries, user, f"SELECT 1 FROM pg_database WHERE datname = '{name}';"):
+            self._psql(binaries, user, f"CREATE DATABASE {name} OWNER {ROLE};")
+        return self.url(name)
 
     def _ready(self, binaries: Path) -> bool:
         result = subprocess.run([str(binaries / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port)],

@@ -110,6 +110,41 @@ def log_tail(log: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def cmdline(pid: int) -> str:
+    """The process's command line, arguments joined by spaces ('' once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def comm(pid: int) -> str:
+    """The process's executable name as the kernel keeps it (e.g. ``raylet``)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def kill(pid: int) -> None:
+    """SIGKILL ``pid`` if it still runs."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def environ(**extra: str) -> dict[str, str]:
     """This process's environment plus ``extra``."""
     return {**os.environ, **extra}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bap import metrics as M
 from cluster import netns, processes
 from cluster.services import Services
 
@@ -162,7 +163,7 @@ class Rehearsal:
         """SIGKILL the node's raylet (a machine lost), as a fault; the pids that ran on that node."""
         node = self.nodes[index]
         pids = self.node_pids(index)
-        raylets = [pid for pid in pids if _comm(pid) == "raylet"]
+        raylets = [pid for pid in pids if processes.comm(pid) == "raylet"]
         if not raylets:
             raise RehearsalError(f"no raylet runs on {node.role}")
         for pid in raylets:
@@ -174,16 +175,16 @@ class Rehearsal:
         if self.network:
             return self.network.pids(index)
         node = self.nodes[index]
-        return [pid for pid in _all_pids() if node.pid and _pgid(pid) == node.pid]
+        return [pid for pid in processes.all_pids() if node.pid and processes.pgid(pid) == node.pid]
 
     def down(self) -> None:
         """Stop the nodes (workers first), the services and the network; nothing it started is left running."""
         for node in reversed(self.nodes):
             processes.stop(node.pid, signal.SIGTERM, 20.0)
             node.pid = None
-        for pid in _all_pids():  # a rehearsal of an earlier, killed process: found by its temp folders
-            if any(str(node.temp_dir) in _cmdline(pid) for node in self.nodes):
-                _kill(pid)
+        for pid in processes.all_pids():  # a rehearsal of an earlier, killed process: found by its temp folders
+            if any(str(node.temp_dir) in processes.cmdline(pid) for node in self.nodes):
+                processes.kill(pid)
         if self.network:
             self.network.down()
         self.services.down()
@@ -233,19 +234,24 @@ def _token_auth() -> None:
     os.environ["RAY_AUTH_MODE"] = "token"
 
 
-def trial_nodes(storage_path: Path, name: str) -> dict[str, list[str]]:
-    """Tune trial id -> the node addresses its results came from (Tune's ``node_ip``), in order."""
-    nodes: dict[str, list[str]] = {}
+def trial_results(storage_path: Path, name: str) -> dict[str, list[dict[str, Any]]]:
+    """Tune trial id -> every result it reported, in order (Tune's ``result.json`` per trial folder)."""
+    found: dict[str, list[dict[str, Any]]] = {}
     for result_file in sorted((storage_path / name).glob("*/result.json")):
         for line in result_file.read_text().splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                continue
-            trial, node = record.get("trial_id"), record.get("node_ip")
-            if trial and node and node not in nodes.setdefault(trial, []):
-                nodes[trial].append(node)
-    return nodes
+                continue  # a line still being written
+            if record.get("trial_id"):
+                found.setdefault(record["trial_id"], []).append(record)
+    return found
+
+
+def trial_nodes(storage_path: Path, name: str) -> dict[str, list[str]]:
+    """Tune trial id -> the node addresses its results came from (Tune's ``node_ip``), in order."""
+    return {trial: list(dict.fromkeys(r[M.TUNE_NODE_IP] for r in records if r.get(M.TUNE_NODE_IP)))
+            for trial, records in trial_results(storage_path, name).items()}
 
 
 class MemoryPeak(threading.Thread):
@@ -271,38 +277,6 @@ def _available_kib() -> int:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1])
     return 0
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _report(rehearsal: Rehearsal, name: str, status: str, seconds: Mapping[str, float], peak_gib: float) -> str:

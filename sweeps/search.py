@@ -68,12 +68,30 @@ def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers
 def make_storage(spec: str) -> optuna.storages.BaseStorage:
     """A journal file (default, any path) or an RDB URL (``sqlite:///``, ``postgresql://``, ``mysql://``)."""
     if "://" in spec:
-        return optuna.storages.RDBStorage(spec, engine_kwargs={"pool_pre_ping": True})
+        return _rdb_storage(spec)
     path = Path(spec).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def _rdb_storage(spec: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage; on a new database two sweeps starting at once both create its tables, and one then
+    fails on the other's (a duplicate table or type): that one waits a moment and opens what the other made."""
+    import random
+    import time
+
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(spec, engine_kwargs={"pool_pre_ping": True})
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def _finite(values: Sequence[Any]) -> bool:

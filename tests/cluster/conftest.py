@@ -6,6 +6,7 @@ tests never skip for lack of them on a machine like CI's -- a missing PostgreSQL
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -42,6 +43,7 @@ def rehearsal(say: Callable[[str], None]) -> Iterator[Rehearsal]:
     memory.start()
     cluster = Rehearsal(root, workers=2, cpus_per_worker=1)
     cluster.up()
+    os.environ["PGPASSFILE"] = str(cluster.services.postgres.pgpass)  # this process reads Optuna's studies too
     up_s = time.monotonic() - began
     try:
         yield cluster

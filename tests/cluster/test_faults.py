@@ -7,18 +7,16 @@ nothing left running), never about how fast Ray or the OS notice something; wait
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from bap import metrics as M
 from cluster import processes
-from cluster.rehearse import Rehearsal, trial_nodes
+from cluster.rehearse import Rehearsal, trial_nodes, trial_results
 from tests.cluster.conftest import LONG_TRIALS, trial_runs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -32,22 +30,12 @@ def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def results(rehearsal: Rehearsal, sweep: str) -> dict[str, list[dict]]:
-    """Tune trial id -> its reported results, in order (from the shared storage path)."""
-    found: dict[str, list[dict]] = {}
-    for path in sorted((rehearsal.storage_path / sweep).glob("*/result.json")):
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            found.setdefault(record["trial_id"], []).append(record)
-    return found
+    return trial_results(rehearsal.storage_path, sweep)
 
 
 def optuna_trials(rehearsal: Rehearsal, sweep: str) -> list:
     import optuna
 
-    os.environ["PGPASSFILE"] = str(rehearsal.services.postgres.pgpass)
     storage = optuna.storages.RDBStorage(rehearsal.services.optuna_storage)
     trials = []
     for summary in optuna.get_all_study_summaries(storage):
@@ -62,17 +50,10 @@ def trial_actor_pids(rehearsal: Rehearsal) -> set[int]:
     pids = set()
     for index in range(1, len(rehearsal.nodes)):
         for pid in rehearsal.node_pids(index):
-            title = _cmdline(pid)
+            title = processes.cmdline(pid)
             if title.startswith("ray::") and not title.startswith(SYSTEM_WORKERS):
                 pids.add(pid)
     return pids
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def assert_one_finished_run_per_trial(rehearsal: Rehearsal, sweep: str, trials: int) -> list:
@@ -96,7 +77,9 @@ def test_sweep_runs_on_the_worker_nodes(rehearsal: Rehearsal, say: Callable[[str
     if rehearsal.network:  # one address per node (side by side on 127.0.0.1, Tune reports the machine's address)
         workers = {node.address for node in rehearsal.nodes[1:]}
         assert {a for addresses in nodes.values() for a in addresses} == workers, nodes
-    assert_one_finished_run_per_trial(rehearsal, sweep, 4)
+    runs = assert_one_finished_run_per_trial(rehearsal, sweep, 4)
+    assert {run.data.tags[M.TAG_TRIAL_ID]: run.data.tags.get(M.TAG_NODES) for run in runs} == \
+        {trial: ",".join(addresses) for trial, addresses in nodes.items()}, "MLflow's bap.nodes tags"
     states = sorted(t.state.name for t in optuna_trials(rehearsal, sweep))
     assert states == ["COMPLETE"] * 4, states
 
@@ -121,7 +104,7 @@ def test_worker_node_killed_mid_trial(rehearsal: Rehearsal, say: Callable[[str],
     rehearsal.submit(rehearsal.sweep_command(sweep, [*LONG_TRIALS, "--max-failures", "3"]), sweep)
 
     def caught_mid_trial() -> bool:  # a trial on the victim has a checkpoint behind it and epochs ahead
-        return any(records[-1]["node_ip"] == address and 2 <= records[-1][M.EPOCH] < 7
+        return any(records[-1][M.TUNE_NODE_IP] == address and 2 <= records[-1][M.EPOCH] < 7
                    for records in results(rehearsal, sweep).values())
 
     until(caught_mid_trial, 300, f"a trial two epochs in on {address}")
@@ -130,14 +113,17 @@ def test_worker_node_killed_mid_trial(rehearsal: Rehearsal, say: Callable[[str],
     assert rehearsal.wait_job(sweep) == "SUCCEEDED", rehearsal.job_logs(sweep)[-3000:]
     runs = assert_one_finished_run_per_trial(rehearsal, sweep, 4)
     moved = {tid: recs for tid, recs in results(rehearsal, sweep).items()
-             if [r["node_ip"] for r in recs].count(address) and recs[-1]["node_ip"] != address}
+             if [r[M.TUNE_NODE_IP] for r in recs].count(address) and recs[-1][M.TUNE_NODE_IP] != address}
     assert moved, "no trial moved off the killed node"
     for records in moved.values():
         assert records[-1][M.RESUMED_FROM_EPOCH] >= 1, "the moved trial started over instead of resuming"
     assert any(int(run.data.tags.get(M.TAG_RESTARTS, 0)) >= 1 for run in runs)
+    tagged = {run.data.tags[M.TAG_TRIAL_ID]: run.data.tags.get(M.TAG_NODES, "") for run in runs}
+    for tid, records in moved.items():
+        assert tagged[tid] == ",".join(dict.fromkeys(r[M.TUNE_NODE_IP] for r in records)), tagged
     for tid, records in moved.items():
         say(f"worker node {address} killed: trial {tid} ran on "
-            f"{' -> '.join(dict.fromkeys(r['node_ip'] for r in records))}, resumed after epoch "
+            f"{' -> '.join(dict.fromkeys(r[M.TUNE_NODE_IP] for r in records))}, resumed after epoch "
             f"{records[-1][M.RESUMED_FROM_EPOCH]}; {len(lost)} processes of the node gone; 4 runs FINISHED")
     rehearsal.start_node(victim)
 
@@ -185,6 +171,34 @@ def test_tracking_server_outage_mid_sweep_loses_no_metric(rehearsal: Rehearsal, 
     say(f"MLflow server down 30 s mid-sweep: {sum(len(r) for r in reported.values())} reported epochs, all in MLflow")
 
 
+def test_two_sweeps_at_once_on_a_new_database_do_not_mix(rehearsal: Rehearsal, say: Callable[[str], None]) -> None:
+    storage = rehearsal.services.postgres.create_database("optuna_pair")  # new: both sweeps create its tables
+    sweeps = ("pair-a", "pair-b")
+    for sweep in sweeps:
+        command = [storage if arg == rehearsal.services.optuna_storage else arg
+                   for arg in rehearsal.sweep_command(sweep)]
+        rehearsal.submit(command, sweep)
+    for sweep in sweeps:
+        assert rehearsal.wait_job(sweep) == "SUCCEEDED", rehearsal.job_logs(sweep)[-3000:]
+    parents = {}
+    for sweep in sweeps:
+        runs = assert_one_finished_run_per_trial(rehearsal, sweep, 4)
+        parents[sweep] = {run.data.tags[M.TAG_PARENT_RUN] for run in runs}
+        assert len(parents[sweep]) == 1, f"{sweep}: children under several parents {parents[sweep]}"
+        assert len(results(rehearsal, sweep)) == 4, f"{sweep}: trial folders"
+    assert parents["pair-a"] != parents["pair-b"]
+    import optuna
+
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(optuna.storages.RDBStorage(storage)))
+    for sweep in sweeps:
+        studies = [n for n in names if n.startswith(sweep + "/")]
+        assert len(studies) == 4, names
+        trials = [len(optuna.load_study(study_name=n, storage=storage).trials) for n in studies]
+        assert trials == [1, 1, 1, 1], f"{sweep}: Optuna trials per study {trials}"
+    say("two sweeps submitted at once on a new Optuna database: 4 + 4 runs, each under its own parent, "
+        "4 + 4 studies of one trial")
+
+
 def test_down_leaves_nothing_running(rehearsal: Rehearsal) -> None:
     started = {pid for index in range(len(rehearsal.nodes)) for pid in rehearsal.node_pids(index)}
     started |= set(rehearsal.services.pids())
@@ -192,8 +206,8 @@ def test_down_leaves_nothing_running(rehearsal: Rehearsal) -> None:
     rehearsal.down()
     until(lambda: not any(processes.alive(pid) for pid in started), 60, "every rehearsal process to exit")
     root = str(rehearsal.root)
-    left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if root in _cmdline(pid)]
-    assert not left, f"still running: {[_cmdline(pid) for pid in left]}"
+    left = [pid for pid in processes.all_pids() if root in processes.cmdline(pid)]
+    assert not left, f"still running: {[processes.cmdline(pid) for pid in left]}"
     if rehearsal.network:
         names = os.popen("ip netns list").read()
         assert not any(rehearsal.network.namespace(i) in names for i in range(len(rehearsal.nodes))), names
