@@ -3,14 +3,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test test-fast lint clean
+.PHONY: install system-deps demo ui test test-fast lint clean
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev,postgres]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,postgres,ui]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,14 +21,22 @@ demo: $(STAMP)
 	$(PY) sweeps/decathlon.py --preset demo
 	$(PY) -m analysis.report --tracking-uri sqlite:///mlruns.db --experiment decathlon --out reports/demo
 
+# What users see: the MLflow UI (the experiment's runs table) and optuna-dashboard on the local stores, on
+# 127.0.0.1; prints the URLs, Ctrl-C stops both. UI_ARGS passes flags, e.g. UI_ARGS='--mlflow-port 0'.
+ui: $(STAMP)
+	$(PY) -m analysis.ui $(UI_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# What the cluster tests start besides Python: PostgreSQL's server (Debian's package; run as its own user) and
-# iproute2 (the rehearsal's network namespaces). Installed only when missing.
+# What the tests start besides Python: PostgreSQL's server (Debian's package; run as its own user) and iproute2 (the
+# rehearsal's network namespaces) for the cluster tests; Chromium and its driver for the browser tests (Selenium
+# drives /usr/bin/chromium; it cannot download a browser here). Installed only when missing.
 system-deps:
 	@{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } && command -v ip >/dev/null || \
 	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends postgresql iproute2; }
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || \
+	  { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .

@@ -124,8 +124,9 @@ def _client(tracking_uri: str) -> Any:
 
 
 def _training_metrics(values: Mapping[str, float]) -> dict[str, float]:
-    """A run's metrics without Ray Tune's bookkeeping (:data:`TUNE_RESULT_KEYS`); every other key is kept."""
-    return {k: v for k, v in values.items() if k not in TUNE_RESULT_KEYS}
+    """A run's metrics without Ray Tune's bookkeeping (:data:`TUNE_RESULT_KEYS`) and the headline copies
+    (:data:`bap.metrics.HEADLINE_METRICS`); every other key is kept."""
+    return {k: v for k, v in values.items() if k not in TUNE_RESULT_KEYS and k not in M.HEADLINE_METRICS}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -411,11 +411,14 @@ def _html_panel_traces(f: FigureData, panel: Panel, col: int, colours: Mapping[s
         in_group = f.groups == group
         if not in_group.any():
             continue
+        # One legend entry per budget: on its front points, or on its faded ones when none is on the front
+        # (plotly leaves an empty trace out of the legend, and the budget's colour would go unexplained).
+        on_front = bool((in_group & panel.on_front).any())
         for mask, opacity, size, line in ((in_group & keep_dominated, 0.35, 6, 0),
                                           (in_group & panel.on_front, 1.0, 10, 1.2)):
             traces.append(scatter(
                 x=panel.x[mask], y=f.y[mask], mode="markers", name=f"budget {group}",
-                legendgroup=group, showlegend=col == 1 and opacity == 1.0,
+                legendgroup=group, showlegend=col == 1 and (opacity == 1.0) == on_front,
                 marker=dict(color=colours[group], size=size, opacity=opacity, line=dict(color="black", width=line)),
                 hovertext=f.hover[mask], hoverinfo="text", visible=False,
             ))
@@ -451,6 +454,37 @@ def _html_layout(f: FigureData) -> dict[str, str]:
         "xaxis.title.text": f.panels[0].x_label, "xaxis2.title.text": f.panels[1].x_label,
         "yaxis.title.text": f.y_label,
     }
+
+
+# The page's frame, in pixels from the top of the figure: the target drop-down in a row of its own (the modebar
+# sits at the right of the same row), the title and its note below it, then the plots; the legend below the
+# x-axis titles, anchored at its top so that extra rows grow into the bottom margin, never onto the axes.
+_HTML_HEIGHT = 700
+_HTML_TOP = 150  # top margin: menu row and title
+_HTML_BOTTOM = 150  # bottom margin: tick labels, axis titles, the legend (up to ~3 rows)
+_HTML_MENU_TOP = 8
+_HTML_TITLE_TOP = 78
+_HTML_LEGEND_GAP = 70  # from the plots' bottom edge to the legend's top: below tick labels and axis titles
+
+
+def _html_frame(buttons: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Layout of the page: sizes, margins, the drop-down, title and legend placed so that none overlaps another.
+
+    plotly places the drop-down in paper coordinates (0..1 over the plotting area), the title and legend in
+    container coordinates here, so the pixel positions above are converted for each.
+    """
+    plot = _HTML_HEIGHT - _HTML_TOP - _HTML_BOTTOM
+    return dict(
+        updatemenus=[dict(buttons=list(buttons), direction="down", x=0.0, xanchor="left", yanchor="top",
+                          y=1 + (_HTML_TOP - _HTML_MENU_TOP) / plot, pad=dict(t=0, b=0, l=0, r=0),
+                          showactive=True)],
+        title=dict(yref="container", y=1 - _HTML_TITLE_TOP / _HTML_HEIGHT, yanchor="top", x=0.0, xref="paper",
+                   xanchor="left"),
+        template="plotly_white", height=_HTML_HEIGHT,
+        margin=dict(t=_HTML_TOP, b=_HTML_BOTTOM, l=80, r=40, autoexpand=True),
+        legend=dict(orientation="h", yref="paper", y=-_HTML_LEGEND_GAP / plot, yanchor="top", x=0.5,
+                    xanchor="center"),
+    )
 
 
 def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str = "Pareto fronts") -> Path:
@@ -492,11 +526,7 @@ def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str =
         for i in visibility[0]:
             fig.data[i].visible = True
         fig.update_layout(dict(layouts[0]))
-    fig.update_layout(
-        updatemenus=[dict(buttons=buttons, direction="down", x=0.0, xanchor="left", y=1.18, yanchor="top")],
-        template="plotly_white", height=620, margin=dict(t=120),
-        legend=dict(orientation="h", y=-0.18, x=0.5, xanchor="center"),
-    )
+    fig.update_layout(**_html_frame(buttons))
     fig.write_html(path, include_plotlyjs=True, full_html=True, config={"displaylogo": False},
                    default_width="100%", div_id="pareto")
     text = path.read_text()

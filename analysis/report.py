@@ -19,7 +19,11 @@ What it writes to ``--out``:
 * ``png/<target>.png`` -- per domain, ``mean`` and ``score``: accuracy vs params and vs MACs (:mod:`analysis.plots`);
 * ``pareto.html`` -- the same figures, interactive (one page, a drop-down per target);
 * ``summary.md`` and ``summary.html`` -- per budget the best trial, its params/MACs/FLOPs and ratios and the
-  hypervolumes; the Pareto set; fronts and hypervolumes per target; units (:mod:`analysis.summary`).
+  hypervolumes; the Pareto set; fronts and hypervolumes per target; units (:mod:`analysis.summary`). The HTML page
+  carries its figures inline, so it shows them without the ``png/`` folder next to it.
+
+Both HTML pages are self-contained: plotly.js is embedded in ``pareto.html``, and neither loads anything from the
+network (``tests/browser`` checks that in Chromium).
 
 When the trials come from MLflow, the whole folder is logged as artifacts under ``report/`` on the sweep's parent
 run (``--no-log`` to skip). Bad input -- no runs, runs without the needed metrics, an empty front -- ends with one
@@ -29,6 +33,7 @@ line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
 from collections.abc import Sequence
@@ -231,6 +236,11 @@ def _write_figures(out: Path, data: ParetoData, table: pd.DataFrame, model: Mode
     return files
 
 
+def _data_uri(png: Path) -> str:
+    """A PNG file as a ``data:`` URI, to inline it in an HTML page."""
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
 def _write_summary(out: Path, loaded: _Loaded, data: ParetoData, model: ModelCosts | None,
                    files: dict[str, Path], notes: Sequence[str], title: str | None) -> SummaryData:
     """``summary.md`` and ``summary.html``, linking the figures already in ``files`` (which it extends)."""
@@ -241,7 +251,9 @@ def _write_summary(out: Path, loaded: _Loaded, data: ParetoData, model: ModelCos
     summary = summary_data(table, data, title=heading, source=loaded.source, model=model, figures=relative,
                            notes=notes)
     (out / SUMMARY_MD).write_text(render_markdown(summary))
-    images = {t.title: str(files[f"png:{t.name}"].relative_to(out)) for t in data.targets}
+    # The figures inlined (data: URIs): the page stands alone -- copied or mailed without png/, or previewed where
+    # paths relative to it may not resolve (an artifact viewer) -- and loads nothing from anywhere.
+    images = {t.title: _data_uri(files[f"png:{t.name}"]) for t in data.targets}
     (out / SUMMARY_HTML).write_text(summary_html(summary, images))
     files["summary_md"], files["summary_html"] = out / SUMMARY_MD, out / SUMMARY_HTML
     return summary

@@ -158,11 +158,26 @@ TAG_STOPPED_EARLY = "bap.stopped_early"
 TAG_ERROR = "bap.error"
 TAG_TRAIN_DIR = "bap.train_dir"
 TAG_RESUMED_AT = "bap.resumed_at"
+TAG_NOTE = "mlflow.note.content"  # MLflow's own: a run's (or experiment's) description, markdown
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which UI view an experiment opens in (3.x)
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+UI_TRAINING_VIEW = "workflowType=machine_learning"  # the MLflow UI's URL parameter for its model-training view
+TAG_NODES = "bap.nodes"  # the Ray node addresses a trial ran on, in order (more than one after a node was lost)
+TUNE_NODE_IP = "node_ip"  # Tune's own key, in every reported result: the address of the node that reported it
+
+# Copies of the figures a user looks for first, logged on every trial run under short names that sort to the top of
+# its metrics list (MLflow lists metrics by name). The analysis reads the full names and leaves these out.
+HEADLINE_METRICS: dict[str, str] = {
+    "_acc": FEASIBLE_MEAN_VAL_ACC,  # budget-feasible mean val accuracy (what the search ranks)
+    "_params_ratio": UNION_PARAMS_RATIO,
+    "_macs_ratio": UNION_MACS_RATIO,  # = FLOPs ratio
+    "_score": FEASIBLE_SCORE,  # budget-feasible Decathlon score
+}
 
 MLFLOW_TAGS: tuple[str, ...] = (
     TAG_PARENT_RUN, TAG_SWEEP_ID, TAG_ROLE, TAG_TRIAL_ID, TAG_PRESET, TAG_MODE, TAG_OBJECTIVE, TAG_BUDGET,
     TAG_SHARING, TAG_OPTUNA_STUDY, TAG_OPTUNA_TRIAL, TAG_RESTARTS, TAG_ORPHANED, TAG_PREVIOUS_TRIAL,
-    TAG_STOPPED_EARLY, TAG_ERROR, TAG_TRAIN_DIR, TAG_RESUMED_AT,
+    TAG_STOPPED_EARLY, TAG_ERROR, TAG_TRAIN_DIR, TAG_RESUMED_AT, TAG_NODES,
 )
 
 # ---------------------------------------------------------------------------------------------------------------

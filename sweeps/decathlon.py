@@ -28,7 +28,7 @@ stderr and exit code 2 before anything is launched (:mod:`sweeps.plan`).
 
 Where results go (defaults, relative to the current folder): Tune results ``ray_results/<sweep>``; Optuna journal
 ``optuna_journal.log`` (study ``<sweep>`` or ``<sweep>/budget=<b>``); MLflow ``sqlite:///mlruns.db`` with artifacts
-in ``mlruns/`` -- ``mlflow ui --backend-store-uri sqlite:///mlruns.db`` shows them.
+in ``mlruns/`` -- ``python -m analysis.ui`` (``make ui``) serves the MLflow UI and optuna-dashboard on them.
 
 Resuming: ``--resume`` continues an interrupted sweep (``Tuner.restore``) after a Ctrl-C or a killed driver: finished
 trials are not rerun, unfinished ones continue from their newest checkpoint, each keeps its one MLflow run, and no

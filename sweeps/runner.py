@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,7 @@ def _start_tracking(plan: SweepPlan) -> tuple[Any, dict[str, Any], dict[str, flo
     """The MLflow parent run (created or re-adopted) and, on ``--resume``, what MLflow says already ended."""
     import yaml
 
+    from sweeps.summary import sweep_command, sweep_note
     from sweeps.tracking import SweepRun
 
     cfg = plan.config
@@ -68,6 +70,7 @@ def _start_tracking(plan: SweepPlan) -> tuple[Any, dict[str, Any], dict[str, flo
     parent.start(plan.resolved, {M.TAG_PRESET: cfg.preset, M.TAG_MODE: cfg.mode, M.TAG_OBJECTIVE: cfg.objective})
     if not parent.adopted:
         parent.log_artifact_text(M.SWEEP_FILE, yaml.safe_dump(plan.resolved, sort_keys=False))
+        parent.set_note(sweep_note(sweep_command(sys.argv), cfg.mode, cfg.budgets, cfg.objective))
     ended: dict[str, Any] = {}
     logged: dict[str, float] = {}
     if cfg.resume:
@@ -193,7 +196,7 @@ def _summarise(plan: SweepPlan, results: Any, search_alg: Any, parent: Any, tria
         domains=list(plan.domains), tune_results=plan.experiment_dir,
         optuna={"storage": cfg.optuna_storage, "studies": [s.study_name for s in studies]},
         mlflow={"tracking_uri": uri, "experiment": cfg.experiment, "parent_run_id": parent.run_id,
-                "ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"open {uri}",
+                "ui": _ui_hint(cfg, parent),
                 "logging_errors": list(trial_logger.errors)[:10], "stats": dict(trial_logger.stats)},
         timings=timings, warm_workers=bool(warm),
         budget_cost=plan.defaults.get(M.PARAM_BUDGET_COST),
@@ -203,12 +206,29 @@ def _summarise(plan: SweepPlan, results: Any, search_alg: Any, parent: Any, tria
     return result
 
 
+def _ui_hint(cfg: Any, parent: Any) -> str:
+    """Where to look at the sweep: the parent run in the MLflow UI's model-training view (a server's URL, or the
+    command that serves a local store, then the URL it will have)."""
+    from analysis.ui import DEFAULT_MLFLOW_PORT, mlflow_experiment_url
+
+    uri = cfg.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return f"open {mlflow_experiment_url(uri, parent.experiment_id, parent.run_id)}"
+    url = mlflow_experiment_url(f"http://127.0.0.1:{DEFAULT_MLFLOW_PORT}", parent.experiment_id, parent.run_id)
+    return (f"python -m analysis.ui --tracking-uri {uri} --optuna-storage {cfg.optuna_storage} "
+            f"(MLflow UI and optuna-dashboard), then open {url}")
+
+
 def _log_summary(parent: Any, result: SweepResult) -> None:
     import json
+
+    from sweeps.summary import sweep_command, sweep_note
 
     try:
         parent.log_artifact_text(M.SUMMARY_FILE, json.dumps(result.to_dict(), indent=1, default=str))
         parent.log_metrics({"trials_" + k.lower(): float(v) for k, v in result.counts.items()})
+        parent.set_note(sweep_note(sweep_command(sys.argv), result.mode, None if result.mode != "grid" else
+                                   sorted({r.budget for r in result.rows}), result.objective, result))
     except Exception as exc:  # noqa: BLE001
         logger.warning("could not log the sweep summary to MLflow: %s", exc)
 

@@ -152,6 +152,45 @@ class SweepResult:
         return out
 
 
+def sweep_command(argv: Sequence[str]) -> str:
+    """The driver's command line as shown to users: credentials in URIs left out."""
+    from sweeps.resume import shown
+
+    return " ".join(shown(a) if "://" in a else a for a in argv)
+
+
+def _markdown_rows(rows: Sequence[TrialRow], objective: str) -> list[str]:
+    lines = [f"| trial | budget | {objective} | MACs (= FLOPs) ratio | params ratio | sharing |",
+             "|---|---:|---:|---:|---:|---|"]
+    lines += [f"| {r.trial_id} | {r.budget:.3g} | {r.objective:.4f} | {r.union_macs_ratio:.3f} | "
+              f"{r.union_params_ratio:.3f} | {r.sharing} |" for r in rows]
+    return lines
+
+
+def sweep_note(command: str, mode: str, budgets: Sequence[float] | None, objective: str,
+               result: SweepResult | None = None) -> str:
+    """The parent run's description (markdown, MLflow's ``mlflow.note.content``): how the sweep was started and,
+    once it ended, its outcome -- the one-line reading, the best trial per budget, the Pareto set."""
+    lines = [f"`{command}`", "", f"- mode: **{mode}**, searching for the best **{objective}**"]
+    if mode == "grid" and budgets:
+        lines.append("- budgets: " + ", ".join(f"{b:g}" for b in budgets))
+    if result is None:
+        lines.append("- running: the summary appears here when the sweep ends")
+        return "\n".join(lines)
+    counted = ", ".join(f"{v} {k.lower()}" for k, v in sorted(result.counts.items())) or "no trials"
+    lines.append(f"- {len(result.rows)} trials ({counted})" + (" -- interrupted: rerun with --resume"
+                                                                 if result.interrupted else ""))
+    line = headline_of(result)
+    if line:
+        lines += ["", f"**In one line:** {line}"]
+    if result.best_per_budget:
+        lines += ["", "**Best trial per budget**", "", *_markdown_rows(result.best_per_budget, objective)]
+    if result.pareto:
+        lines += ["", f"**Pareto set** ({objective} up, union MACs and params down)", "",
+                  *_markdown_rows(result.pareto, objective)]
+    return "\n".join(lines)
+
+
 def headline_of(result: SweepResult) -> str | None:
     """What the sweep shows in one line (:func:`analysis.headline.headline`), from its best trial per budget."""
     from analysis.headline import BudgetBest, headline

@@ -46,6 +46,7 @@ _SKIP_KEYS = {
     "node_ip", "experiment_tag", "checkpoint_dir_name", "episodes_total", "timesteps_total", "experiment_id",
 }
 _MAX_METRICS = 1000
+_MAX_NOTE = 7500  # MLflow keeps tag values up to 8000 characters
 # What an unreachable or overloaded tracking server looks like from MLflow's client (after its own retries).
 _OUTAGE_MARKERS = ("Max retries exceeded", "Connection refused", "Connection aborted", "Failed to establish",
                    "Read timed out", "RemoteDisconnected", "502", "503", "504", "too many 5")
@@ -85,13 +86,17 @@ def first_use_lock(uri: str) -> Iterator[None]:
 
 
 def get_or_create_experiment(client: Any, name: str, uri: str) -> str:
+    """The experiment's id, created if new; tagged as a model-training experiment (the UI view MLflow 3 opens)."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if exp.tags.get(M.TAG_EXPERIMENT_KIND) is None:
+            client.set_experiment_tag(exp.experiment_id, M.TAG_EXPERIMENT_KIND, M.EXPERIMENT_KIND_TRAINING)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name),
+                                        tags={M.TAG_EXPERIMENT_KIND: M.EXPERIMENT_KIND_TRAINING})
     except Exception:
         exp = client.get_experiment_by_name(name)  # created concurrently
         if exp is None:
@@ -118,6 +123,32 @@ def search_all_runs(client: Any, experiment_id: str, filter_string: str, view: s
 
 def flatten_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return M.param_text(values, prefix, _MAX_PARAM_LEN)
+
+
+def trial_run_name(config: Mapping[str, Any], fixed: Mapping[str, Any]) -> str:
+    """A trial run's name from what its trials differ in most: ``β=0.50 jaccard w=0.3`` (budget, sharing loss and
+    its weight; the weight left out for ``none``). The trial's own config first, else the sweep's fixed settings."""
+    def value(key: str) -> Any:
+        return config.get(key, fixed.get(key))
+
+    parts = []
+    if value(M.BUDGET) is not None:
+        parts.append(f"β={float(value(M.BUDGET)):.2f}")
+    sharing = value("sharing")
+    if sharing is not None:
+        parts.append(str(sharing))
+        if sharing != "none" and value("sharing_weight") is not None:
+            parts.append(f"w={float(value('sharing_weight')):.2g}")
+    return " ".join(parts)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name #2``, ``#3``... if a run of the sweep already has it (Optuna may sample twice alike)."""
+    candidate, count = name, 1
+    while candidate in taken:
+        count += 1
+        candidate = f"{name} #{count}"
+    return candidate
 
 
 def log_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
@@ -176,6 +207,12 @@ class SweepRun:
     def log_artifact_text(self, name: str, text: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
+    def set_note(self, markdown: str) -> None:
+        """The run's description, as MLflow's UI shows it at the top of the run's page."""
+        if len(markdown) > _MAX_NOTE:
+            markdown = markdown[: _MAX_NOTE - 60].rsplit("\n", 1)[0] + f"\n\n(cut; the whole summary: {M.SUMMARY_FILE})"
+        self.client.set_tag(self.run_id, M.TAG_NOTE, markdown)
+
     def log_metrics(self, values: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
 
@@ -217,6 +254,7 @@ class _RunState:
     frozen: bool  # ended (by us or a previous driver): no further writes
     last_epoch: float = -math.inf
     pending: list[Any] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
 
 
 def storage_filesystem(storage_path: str) -> Any:
@@ -290,11 +328,13 @@ class TrialRunLogger(Callback):
                       "runs_closed_on_reconcile": 0, "orphans_adopted": 0, "orphans_closed": 0, "busy_s": 0.0,
                       "outages": 0, "outage_s": 0.0, "writes_given_up": 0}
         self._orphans: dict[tuple, Any] = {}
+        self._names: set[str] = set()  # the sweep's trial run names so far (kept unique)
 
     # Tune pickles callbacks into tuner.pkl: keep only configuration.
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_queue=None, _thread=None, _runs={}, _reconciled=False, errors=[], _orphans={}, _filesystem=None)
+        state.update(_queue=None, _thread=None, _runs={}, _reconciled=False, errors=[], _orphans={}, _filesystem=None,
+                     _names=set())
         return state
 
     # --- Tune hooks (driver thread: enqueue only) -----------------------------------------------------------------
@@ -316,7 +356,7 @@ class TrialRunLogger(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         epoch = result.get(M.EPOCH, result.get("training_iteration"))
-        self._submit(("metrics", trial.trial_id, epoch, numeric_metrics(result)))
+        self._submit(("metrics", trial.trial_id, epoch, numeric_metrics(result), result.get(M.TUNE_NODE_IP)))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._submit(("restart", self._snapshot(trial)))
@@ -457,6 +497,7 @@ class TrialRunLogger(Callback):
         runs = search_all_runs(self._client, self.experiment_id,
                                _tag_filter({M.TAG_SWEEP_ID: self.sweep_id, M.TAG_ROLE: M.ROLE_TRIAL}))
         self._existing: dict[str, Any] = {}
+        self._names.update(run.info.run_name for run in runs if run.info.run_name)
         for run in sorted(runs, key=lambda r: r.info.start_time):
             tid = run.data.tags.get(M.TAG_TRIAL_ID)
             if tid and tid not in self._existing:
@@ -468,6 +509,7 @@ class TrialRunLogger(Callback):
             self._ensure_run(op[1])
         elif kind == "metrics":
             self._queue_metrics(op[1], op[2], op[3])
+            self._note_node(op[1], op[4] if len(op) > 4 else None)
         elif kind == "restart":
             info: TrialInfo = op[1]
             state = self._ensure_run(info)
@@ -514,14 +556,23 @@ class TrialRunLogger(Callback):
                 tags[tag] = str(info.config[key])
         if info.train_dir is not None:
             tags[M.TAG_TRAIN_DIR] = info.train_dir[1]
-        name = f"{info.trial_id}-b{float(budget):g}" if budget is not None else info.trial_id
+        name = unique_name(trial_run_name(info.config, self.fixed_params) or info.trial_id, self._names)
         run = self._client.create_run(self.experiment_id, tags=tags, run_name=name)
+        self._names.add(name)
         state = _RunState(run.info.run_id, frozen=False)
         self._runs[info.trial_id] = state
         self.stats["runs_created"] += 1
         params = {**self.fixed_params, **{k: v for k, v in info.config.items() if k != M.OPTUNA_STUDY_KEY}}
         log_params(self._client, state.run_id, flatten_params(params))
         return state
+
+    def _note_node(self, trial_id: str, node: str | None) -> None:
+        """Tag the run with the nodes its trial has run on, when that list grows."""
+        state = self._runs.get(trial_id)
+        if state is None or state.frozen or not node or (state.nodes and state.nodes[-1] == node):
+            return
+        state.nodes.append(node)
+        self._client.set_tag(state.run_id, M.TAG_NODES, ",".join(state.nodes))
 
     def _queue_metrics(self, trial_id: str, epoch: Any, values: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -536,6 +587,8 @@ class TrialRunLogger(Callback):
         ts = int(time.time() * 1000)
         step = int(epoch)
         state.pending.extend(Metric(k, v, ts, step) for k, v in values.items())
+        state.pending.extend(Metric(short, values[full], ts, step) for short, full in M.HEADLINE_METRICS.items()
+                             if full in values)
 
     def _flush_all(self) -> None:
         for state in self._runs.values():

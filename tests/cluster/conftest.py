@@ -6,6 +6,7 @@ tests never skip for lack of them on a machine like CI's -- a missing PostgreSQL
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -26,9 +27,12 @@ LONG_TRIALS = ["--no-asha", "--epochs", "8", "--set", "steps_per_epoch=24"]
 def say(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Print a line to the terminal past pytest's capture: what each fault did ends up in CI's log."""
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
     def write(line: str) -> None:
-        if reporter is not None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             reporter.write_line(f"[rehearsal] {line}")
 
     return write

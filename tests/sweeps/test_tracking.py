@@ -10,7 +10,14 @@ from mlflow import MlflowClient
 from bap import metrics as M
 from sweeps.config import ConfigError
 from sweeps.resume import ended_trials
-from sweeps.tracking import SweepRun, TrialRunLogger, check_tracking_uri, numeric_metrics
+from sweeps.tracking import (
+    SweepRun,
+    TrialRunLogger,
+    check_tracking_uri,
+    numeric_metrics,
+    trial_run_name,
+    unique_name,
+)
 
 
 class FakeTrial:
@@ -243,3 +250,49 @@ def test_two_sweeps_creating_a_new_sqlite_store_at_once_both_succeed(tmp_path):
     (experiment,) = [e for e in client.search_experiments() if e.name == "exp"]
     parents = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags[M.TAG_SWEEP_ID] for r in parents) == ["sweep-0", "sweep-1"]
+
+
+def test_trial_run_names_say_what_differs_and_stay_unique():
+    assert trial_run_name({"budget": 0.5, "sharing": "jaccard", "sharing_weight": 0.3}, {}) == "β=0.50 jaccard w=0.3"
+    assert trial_run_name({"budget": 0.25}, {"sharing": "none", "sharing_weight": 5.0}) == "β=0.25 none"
+    assert trial_run_name({"budget": 1.0}, {"sharing": "union", "sharing_weight": 5.0}) == "β=1.00 union w=5"
+    assert trial_run_name({}, {}) == ""
+    assert unique_name("β=0.50 union w=5", {"β=0.50 union w=5", "β=0.50 union w=5 #2"}) == "β=0.50 union w=5 #3"
+
+
+def test_runs_named_at_creation_with_headline_metrics_first_and_a_training_experiment(uri):
+    parent = SweepRun(uri, "named", "sweep-names")
+    parent.start({"preset": "smoke"}, {})
+    cb = _logger(parent)
+    twins = FakeTrial("t1", 0.5), FakeTrial("t2", 0.5)  # sampled alike: the second gets "#2"
+    for trial in twins:
+        result = {**epoch_result(1, 0.3, final=True), M.FEASIBLE_MEAN_VAL_ACC: 0.29, M.UNION_PARAMS_RATIO: 0.6,
+                  M.UNION_MACS_RATIO: 0.7}
+        _run(cb, trial, [result], "complete")
+    cb.on_experiment_end([])
+    runs = _children(parent)
+    assert sorted(r.info.run_name for r in runs.values()) == ["β=0.50 jaccard", "β=0.50 jaccard #2"]
+    metrics = runs["t1"].data.metrics
+    assert metrics["_acc"] == 0.29 and metrics["_params_ratio"] == 0.6 and metrics["_macs_ratio"] == 0.7
+    assert sorted(metrics)[:3] == ["_acc", "_macs_ratio", "_params_ratio"]  # MLflow lists metrics by name
+    experiment = MlflowClient(uri).get_experiment(parent.experiment_id)
+    assert experiment.tags[M.TAG_EXPERIMENT_KIND] == M.EXPERIMENT_KIND_TRAINING
+
+
+def test_parent_run_description_says_how_it_started_and_how_it_ended(uri):
+    from sweeps.summary import SweepResult, TrialRow, sweep_command, sweep_note
+
+    command = sweep_command(["sweeps/decathlon.py", "--optuna-storage", "postgresql://u:s3cret@db/optuna"])
+    assert "s3cret" not in command and "db/optuna" in command
+    parent = SweepRun(uri, "noted", "sweep-note")
+    parent.start({}, {})
+    parent.set_note(sweep_note(command, "grid", [0.25, 0.5], M.MEAN_VAL_ACC))
+    note = MlflowClient(uri).get_run(parent.run_id).data.tags[M.TAG_NOTE]
+    assert command in note and "budgets: 0.25, 0.5" in note
+    rows = [TrialRow("a1", "FINISHED", 0.25, 0.8, 0.5, 0.6, 3.0, "union"),
+            TrialRow("b2", "FINISHED", 0.5, 0.9, 0.7, 0.8, 3.0, "union")]
+    result = SweepResult("sweep-note", True, False, rows, M.MEAN_VAL_ACC, "grid", ["digits"], "/tmp/x",
+                         {"storage": "j", "studies": []}, {})
+    parent.set_note(sweep_note(command, "grid", [0.25, 0.5], M.MEAN_VAL_ACC, result))
+    note = MlflowClient(uri).get_run(parent.run_id).data.tags[M.TAG_NOTE]
+    assert "**Best trial per budget**" in note and "| a1 | 0.25 | 0.8000 |" in note and "**Pareto set**" in note
