@@ -10,7 +10,8 @@
 * The services (:mod:`cluster.services`) listen on the host side of the namespaces' bridge, the one address the
   nodes reach them at; the storage path is a folder every node sees (``<root>/shared``), as NFS would be.
 * The sweep goes in the way users submit it: ``ray job submit`` to the head's job API, with Ray's token
-  authentication on (``RAY_AUTH_MODE=token``), ``--tracking-uri`` to the MLflow server and ``--optuna-storage`` to
+  authentication on (``RAY_AUTH_MODE=token``; the token is the rehearsal's own, ``<root>/ray_auth_token``, so
+  ``~/.ray`` is never touched), ``--tracking-uri`` to the MLflow server and ``--optuna-storage`` to
   PostgreSQL; the database password reaches the driver as a file (``$PGPASSFILE``), never on a command line.
 * Health checks are set for a loaded 2-core machine: a node is declared dead after 5 missed checks 2 s apart, each
   allowed 10 s (Ray's ``health_check_*`` settings, read by the head's GCS).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -103,20 +105,34 @@ class Rehearsal:
     def storage_path(self) -> Path:
         return self.shared / "ray_results"
 
+    @property
+    def token_file(self) -> Path:
+        """The cluster's Ray authentication token: the rehearsal's own, never the user's ``~/.ray/auth_token``."""
+        return self.root / "ray_auth_token"
+
+    def _auth_env(self) -> dict[str, str]:
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file)}
+
     def node_env(self) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)
-        return processes.environ(PATH=f"{venv_bin}:{os.environ.get('PATH', '')}", RAY_AUTH_MODE="token",
-                                 RAY_USAGE_STATS_ENABLED="0", **HEALTH_CHECKS)
+        return processes.environ(PATH=f"{venv_bin}:{os.environ.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0",
+                                 **self._auth_env(), **HEALTH_CHECKS)
 
     def client_env(self) -> dict[str, str]:
-        """For ``ray job submit`` and the job API client: token authentication on."""
-        return processes.environ(RAY_AUTH_MODE="token", RAY_ADDRESS=self.dashboard_url)
+        """For ``ray job submit``: token authentication on, with the rehearsal's token."""
+        return processes.environ(RAY_ADDRESS=self.dashboard_url, **self._auth_env())
+
+    def _write_token(self) -> None:
+        if not self.token_file.exists():
+            self.token_file.touch(mode=0o600)
+            self.token_file.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` makes
 
     # --- life cycle ------------------------------------------------------------------------------------------
     def up(self) -> None:
         self.down()
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self.storage_path.mkdir(parents=True, exist_ok=True)
+        self._write_token()
         try:
             if self.network:
                 self.network.up()
@@ -207,10 +223,11 @@ class Rehearsal:
         return submission_id
 
     def job_client(self) -> Any:
-        _token_auth()
         from ray.job_submission import JobSubmissionClient
 
-        return JobSubmissionClient(self.dashboard_url)
+        # The token as a header: this process's Ray may have settled on another auth mode when first imported.
+        token = self.token_file.read_text().strip()
+        return JobSubmissionClient(self.dashboard_url, headers={"Authorization": f"Bearer {token}"})
 
     def wait_job(self, submission_id: str, timeout: float = 600.0) -> str:
         client = self.job_client()
@@ -227,11 +244,6 @@ class Rehearsal:
         info = self.job_client().get_job_info(submission_id)
         driver = getattr(info, "driver_info", None)
         return int(driver.pid) if driver is not None and getattr(driver, "pid", None) else None
-
-
-def _token_auth() -> None:
-    """Ray reads the mode once, when first imported: set it before (the rehearsal's cluster requires tokens)."""
-    os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def trial_results(storage_path: Path, name: str) -> dict[str, list[dict[str, Any]]]:

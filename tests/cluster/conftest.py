@@ -23,6 +23,15 @@ from cluster.rehearse import MemoryPeak, Rehearsal
 LONG_TRIALS = ["--no-asha", "--epochs", "8", "--set", "steps_per_epoch=24"]
 
 
+HOME_STATE: dict[str, object] = {}
+
+
+def _home_ray_state() -> dict[str, float]:
+    """The user's ``~/.ray`` files and their modification times (the rehearsal must leave them alone)."""
+    folder = Path.home() / ".ray"
+    return {p.name: p.stat().st_mtime for p in folder.iterdir()} if folder.is_dir() else {}
+
+
 @pytest.fixture(scope="package")
 def say(pytestconfig: pytest.Config) -> Callable[[str], None]:
     """Print a line to the terminal past pytest's capture: what each fault did ends up in CI's log."""
@@ -43,6 +52,7 @@ def rehearsal(say: Callable[[str], None]) -> Iterator[Rehearsal]:
     # Not under pytest's tmp folder: PostgreSQL runs as its own user and must reach its data, and that is 0700.
     root = Path(tempfile.mkdtemp(prefix="bap-rehearsal-"))
     root.chmod(0o755)
+    HOME_STATE["ray"] = _home_ray_state()
     memory, began = MemoryPeak(), time.monotonic()
     memory.start()
     cluster = Rehearsal(root, workers=2, cpus_per_worker=1)

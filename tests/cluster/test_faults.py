@@ -93,8 +93,9 @@ def test_tracking_server_unreachable_fails_before_any_trial(rehearsal: Rehearsal
     logs = rehearsal.job_logs(sweep)
     assert dead in logs and "Traceback" not in logs, logs[-3000:]
     assert not results(rehearsal, sweep), "a trial started although the tracking server was unreachable"
-    say("tracking server unreachable at start: " + next((line.strip() for line in logs.splitlines()
-                                                         if dead in line), "")[:200])
+    error = next((line.strip() for line in logs.splitlines() if line.startswith("error:") and dead in line), None)
+    assert error is not None, logs[-3000:]
+    say(f"tracking server unreachable at start: {error[:240]}")
 
 
 def test_worker_node_killed_mid_trial(rehearsal: Rehearsal, say: Callable[[str], None]) -> None:
@@ -208,6 +209,9 @@ def test_down_leaves_nothing_running(rehearsal: Rehearsal) -> None:
     root = str(rehearsal.root)
     left = [pid for pid in processes.all_pids() if root in processes.cmdline(pid)]
     assert not left, f"still running: {[processes.cmdline(pid) for pid in left]}"
+    from tests.cluster.conftest import HOME_STATE, _home_ray_state
+
+    assert _home_ray_state() == HOME_STATE["ray"], "the rehearsal wrote into ~/.ray (its token is its own)"
     if rehearsal.network:
         names = os.popen("ip netns list").read()
         assert not any(rehearsal.network.namespace(i) in names for i in range(len(rehearsal.nodes))), names

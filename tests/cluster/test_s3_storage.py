@@ -35,7 +35,7 @@ import pandas as pd
 import pytest
 
 from bap import metrics as M
-from tests.sweeps.driver import DRIVER, REPO, kill_tree
+from tests.sweeps.driver import DRIVER, REPO, communicate_or_fail
 
 BUCKET = "bap-sweeps"
 PREFIX = "sweeps"
@@ -81,12 +81,7 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) ->
     """A subprocess (its whole process tree killed on a timeout): exit code, output, seconds."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        out, _ = proc.communicate()
-        pytest.fail(f"{' '.join(cmd[:3])} timed out after {timeout} s:\n{out[-5000:]}")
+    out = communicate_or_fail(proc, timeout, " ".join(cmd[:3]))
     return proc.returncode, out, time.monotonic() - start
 
 

@@ -103,15 +103,22 @@ def start_driver(run: SweepRun, *args: str, env: dict | None = None) -> tuple[su
     return proc, MemorySampler(proc.pid)
 
 
-def run_driver(run: SweepRun, *args: str, env: dict | None = None, timeout: float = 600) -> SweepRun:
-    start = time.monotonic()
-    proc, sampler = start_driver(run, *args, env=env)
+def communicate_or_fail(proc: subprocess.Popen, timeout: float, what: str) -> str:
+    """``proc``'s output once it exits; past ``timeout`` its whole process tree is killed and the test fails."""
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         out, _ = proc.communicate()
-        pytest.fail(f"sweep driver timed out after {timeout} s:\n{out[-5000:]}")
+        pytest.fail(f"{what} timed out after {timeout} s:\n{out[-5000:]}")
+    return out
+
+
+def run_driver(run: SweepRun, *args: str, env: dict | None = None, timeout: float = 600) -> SweepRun:
+    start = time.monotonic()
+    proc, sampler = start_driver(run, *args, env=env)
+    try:
+        out = communicate_or_fail(proc, timeout, "sweep driver")
     finally:
         sampler.stop()
     run.returncode, run.output, run.wall_s = proc.returncode, out, time.monotonic() - start

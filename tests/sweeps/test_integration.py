@@ -104,7 +104,8 @@ def test_smoke_sweep_records_everything(smoke_sweep):
     for trial_dir in trial_dirs:  # Tune's per-trial logs, without TensorBoard files unless --tensorboard
         assert (trial_dir / "result.json").is_file() and (trial_dir / "progress.csv").is_file()
         assert not list(trial_dir.glob("events.out.tfevents*"))
-    assert "Best trial per budget" in run.output and "mlflow ui --backend-store-uri" in run.output
+    assert "Best trial per budget" in run.output
+    assert "python -m analysis.ui --tracking-uri" in run.output and "workflowType=machine_learning" in run.output
     assert "val acc" in run.output  # the progress table carries our metric columns
 
 
