@@ -46,4 +46,4 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not slow and not cluster"
 
 clean:
-	rm -rf $(VENV) runs reports mlruns.db mlruns ray_results optuna_journal.log .pytest_cache
+	rm -rf $(VENV) runs reports mlruns.db mlruns.db.lock mlruns ray_results optuna_journal.log .pytest_cache .services .rehearsal
