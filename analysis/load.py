@@ -68,7 +68,7 @@ PAGE_SIZE = 1000
 TUNE_RESULT_KEYS = frozenset({
     "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "done", "iterations_since_restore",
     "time_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total", "should_checkpoint",
-    "trial_id", "date", "hostname", "node_ip", "experiment_tag", "experiment_id", "checkpoint_dir_name",
+    "trial_id", "date", "hostname", M.TUNE_NODE_IP, "experiment_tag", "experiment_id", "checkpoint_dir_name",
     "warmup_time",
 })
 _RESULT_FILE = "result.json"

@@ -62,7 +62,6 @@ def _start_tracking(plan: SweepPlan) -> tuple[Any, dict[str, Any], dict[str, flo
     """The MLflow parent run (created or re-adopted) and, on ``--resume``, what MLflow says already ended."""
     import yaml
 
-    from sweeps.summary import sweep_command, sweep_note
     from sweeps.tracking import SweepRun
 
     cfg = plan.config
@@ -70,7 +69,7 @@ def _start_tracking(plan: SweepPlan) -> tuple[Any, dict[str, Any], dict[str, flo
     parent.start(plan.resolved, {M.TAG_PRESET: cfg.preset, M.TAG_MODE: cfg.mode, M.TAG_OBJECTIVE: cfg.objective})
     if not parent.adopted:
         parent.log_artifact_text(M.SWEEP_FILE, yaml.safe_dump(plan.resolved, sort_keys=False))
-        parent.set_note(sweep_note(sweep_command(sys.argv), cfg.mode, cfg.budgets, cfg.objective))
+        parent.set_note(_note(cfg))
     ended: dict[str, Any] = {}
     logged: dict[str, float] = {}
     if cfg.resume:
@@ -168,7 +167,7 @@ def _fit(plan: SweepPlan, prepared: Prepared, session: RaySession, timings: dict
     result = _summarise(plan, results, search_alg, parent, trial_logger, timings, warm)
     result.interrupted = interrupted or not result.complete  # Ctrl-C or an error: resumable with --resume
     timings["summary_ready_s"] = time.perf_counter() - t0
-    _log_summary(parent, result)
+    _log_summary(parent, result, cfg)
     parent.end("KILLED" if result.interrupted else "FINISHED")
     session.stop()
     timings["total_s"] = time.perf_counter() - t0
@@ -219,16 +218,20 @@ def _ui_hint(cfg: Any, parent: Any) -> str:
             f"(MLflow UI and optuna-dashboard), then open {url}")
 
 
-def _log_summary(parent: Any, result: SweepResult) -> None:
-    import json
-
+def _note(cfg: Any, result: SweepResult | None = None) -> str:
+    """The parent run's description: how the sweep was started, and once it ended, its outcome."""
     from sweeps.summary import sweep_command, sweep_note
+
+    return sweep_note(sweep_command(sys.argv), cfg.mode, cfg.budgets, cfg.objective, result)
+
+
+def _log_summary(parent: Any, result: SweepResult, cfg: Any) -> None:
+    import json
 
     try:
         parent.log_artifact_text(M.SUMMARY_FILE, json.dumps(result.to_dict(), indent=1, default=str))
         parent.log_metrics({"trials_" + k.lower(): float(v) for k, v in result.counts.items()})
-        parent.set_note(sweep_note(sweep_command(sys.argv), result.mode, None if result.mode != "grid" else
-                                   sorted({r.budget for r in result.rows}), result.objective, result))
+        parent.set_note(_note(cfg, result))
     except Exception as exc:  # noqa: BLE001
         logger.warning("could not log the sweep summary to MLflow: %s", exc)
 

@@ -43,7 +43,7 @@ TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _SKIP_KEYS = {
     "training_iteration", "time_this_iter_s", "timestamp", "pid", "done", "iterations_since_restore",
     "time_since_restore", "timesteps_since_restore", "should_checkpoint", "trial_id", "date", "hostname",
-    "node_ip", "experiment_tag", "checkpoint_dir_name", "episodes_total", "timesteps_total", "experiment_id",
+    M.TUNE_NODE_IP, "experiment_tag", "checkpoint_dir_name", "episodes_total", "timesteps_total", "experiment_id",
 }
 _MAX_METRICS = 1000
 _MAX_NOTE = 7500  # MLflow keeps tag values up to 8000 characters
@@ -509,7 +509,7 @@ class TrialRunLogger(Callback):
             self._ensure_run(op[1])
         elif kind == "metrics":
             self._queue_metrics(op[1], op[2], op[3])
-            self._note_node(op[1], op[4] if len(op) > 4 else None)
+            self._note_node(op[1], op[4])
         elif kind == "restart":
             info: TrialInfo = op[1]
             state = self._ensure_run(info)
