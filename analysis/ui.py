@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bap import metrics as M
+from cluster import processes
 
 __all__ = ["DEFAULT_DASHBOARD_PORT", "DEFAULT_MLFLOW_PORT", "DEFAULT_OPTUNA_STORAGE", "UI", "Server", "UIError", "main", "mlflow_experiment_url", "start_ui"]
 
@@ -44,7 +45,6 @@ DEFAULT_OPTUNA_STORAGE = "optuna_journal.log"  # the sweeps' default (sweeps.con
 DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_DASHBOARD_PORT = 8080
 UI_EXTRA = "pip install 'bap-sweeps[ui]'"
-WORKFLOW = "workflowType=machine_learning"  # MLflow 3's model-training view of an experiment (not the GenAI one)
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 
@@ -66,20 +66,13 @@ def mlflow_experiment_url(base_url: str, experiment_id: str | int, run_id: str |
         ``<base>/#/experiments/<id>/runs/<run_id>?workflowType=machine_learning``.
     """
     path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
-    return f"{base_url.rstrip('/')}/{path}?{WORKFLOW}"
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return f"{base_url.rstrip('/')}/{path}?{M.UI_TRAINING_VIEW}"
 
 
 def _port(port: int, what: str, flag: str, host: str = HOST) -> int:
     """``port``, or a free one for 0; refuses a port in use (another server there would answer for ours)."""
     if not port:
-        return free_port(host)
+        return processes.free_port(host)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
@@ -109,56 +102,14 @@ class Server:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM to the whole process group, then SIGKILL to what is left after ``timeout`` seconds."""
-        pgid = self.process.pid  # start_new_session: the group's id is the leader's pid
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(pgid):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout=0.2)
-            if not _group_alive(pgid):
-                break
+        processes.stop(self.process.pid, signal.SIGTERM, timeout)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=1.0)
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs (zombies waiting for a reaper do not count)."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: ask the kernel (counts zombies too)
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the launcher dies (Linux), so no server outlives a killed launcher."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def _spawn(name: str, cmd: Sequence[str], url: str, log_dir: Path, env: dict[str, str] | None = None) -> Server:
     log = log_dir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})}, start_new_session=True,
-                                   preexec_fn=_die_with_parent)
+    process = processes.spawn(cmd, log, env={**os.environ, **(env or {})}, die_with_parent=True)
     return Server(name, url, process, log)
 
 

@@ -41,7 +41,7 @@ class MlflowServer:
                "--artifacts-destination", str(self.artifacts), "--serve-artifacts",
                "--host", self.host, "--port", str(self.port), "--workers", "1"]
         env = processes.environ(PGPASSFILE=str(pgpass), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        pid = processes.spawn(cmd, self.log, env=env, cwd=self.root)
+        pid = processes.spawn(cmd, self.log, env=env, cwd=self.root).pid
         healthy = processes.wait_for(lambda: self.healthy() or not processes.alive(pid), timeout, interval=0.5)
         if not healthy or not processes.alive(pid):
             processes.stop(pid)

@@ -85,7 +85,7 @@ class Postgres:
         _own(self.log, user, mode=0o600)
         cmd = [str(binaries / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.sockets),
                "-c", f"listen_addresses={self.host}"]
-        pid = processes.spawn(cmd, self.log, user=user)
+        pid = processes.spawn(cmd, self.log, user=user).pid
         if not processes.wait_for(lambda: self._ready(binaries) or not processes.alive(pid), 60.0) \
                 or not processes.alive(pid):
             processes.stop(pid, signal.SIGQUIT, 5.0)

@@ -6,10 +6,12 @@ Each service runs in a session (process group) of its own, so that stopping it a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -17,14 +19,23 @@ from pathlib import Path
 
 
 def spawn(cmd: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None, user: str | None = None,
-          cwd: Path | None = None) -> int:
-    """Start ``cmd`` detached (its own session), stdout and stderr appended to ``log``; returns its pid."""
+          cwd: Path | None = None, die_with_parent: bool = False) -> subprocess.Popen:
+    """Start ``cmd`` detached (its own session), stdout and stderr appended to ``log``. ``die_with_parent``: it gets
+    SIGTERM when this process dies (Linux), so that even a ``kill -9``-ed launcher leaves no server behind."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=None if env is None else dict(env), user=user, cwd=cwd,
-                                start_new_session=True)
-    return proc.pid
+                                start_new_session=True, preexec_fn=_die_with_parent if die_with_parent else None)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the launcher dies (``PR_SET_PDEATHSIG``, Linux only)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def alive(pid: int | None) -> bool:
@@ -47,25 +58,42 @@ def alive(pid: int | None) -> bool:
         return False
 
 
-def stop(pid: int | None, first: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
-    """Send ``first`` to ``pid``'s process group, SIGKILL it after ``timeout`` s; True if anything was running."""
-    if not alive(pid):
-        return False
-    assert pid is not None
-    try:
-        os.killpg(pid, first)
-    except ProcessLookupError:
-        return False
-    if not wait_for(lambda: not alive(pid), timeout):
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies waiting for a reaper do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: ask the kernel (counts zombies too)
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
+            return False
+        except PermissionError:
             pass
-        wait_for(lambda: not alive(pid), 10.0)
-    try:  # whatever the leader forked and left in its group
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop(pid: int | None, first: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> bool:
+    """Send ``first`` to the process group led by ``pid`` (see :func:`spawn`), SIGKILL what is left of the group
+    after ``timeout`` s; True if anything was running."""
+    if not pid or not (alive(pid) or group_alive(pid)):
+        return False
+
+    def gone() -> bool:
+        alive(pid)  # reap the leader if it is our child
+        return not group_alive(pid)
+
+    for sig, wait in ((first, timeout), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        if wait_for(gone, wait):
+            break
     return True
 
 

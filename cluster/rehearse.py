@@ -164,7 +164,7 @@ class Rehearsal:
             shutil.rmtree(node.temp_dir, ignore_errors=True)
         node.temp_dir.mkdir(parents=True, exist_ok=True)
         offset = node.log.stat().st_size if node.log.exists() else 0
-        node.pid = processes.spawn(self._ray_start(node), node.log, env=self.node_env(), cwd=self.root)
+        node.pid = processes.spawn(self._ray_start(node), node.log, env=self.node_env(), cwd=self.root).pid
 
         def started() -> bool:
             with open(node.log, "rb") as log:
