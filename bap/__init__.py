@@ -18,7 +18,8 @@ _EXPORTS = {
     "switch_costs": "bap.cost",
     "BudgetConstraint": "bap.losses", "SharingLoss": "bap.losses", "sharing_loss": "bap.losses",
     "union_fraction": "bap.losses", "usage": "bap.losses",
-    "MultiDomainResNet26": "bap.model",
+    "MultiDomainResNet26": "bap.model", "MultiDomainNetwork": "bap.network",
+    "MultiDomainResNet": "bap.resnet", "from_torchvision": "bap.resnet",
     "load_pruned": "bap.prune", "prune": "bap.prune", "save_pruned": "bap.prune",
     "DECATHLON_BASELINE_ERRORS": "bap.score", "decathlon_score": "bap.score",
     "SwitchedConv2d": "bap.switches", "binarize": "bap.switches",
@@ -28,6 +29,8 @@ __all__ = [
     "BudgetConstraint",
     "Cost",
     "DECATHLON_BASELINE_ERRORS",
+    "MultiDomainNetwork",
+    "MultiDomainResNet",
     "MultiDomainResNet26",
     "SharingLoss",
     "SwitchedConv2d",
@@ -35,6 +38,7 @@ __all__ = [
     "count_cost",
     "count_layer_costs",
     "decathlon_score",
+    "from_torchvision",
     "load_pruned",
     "prune",
     "reference_cost",
@@ -76,6 +80,8 @@ if TYPE_CHECKING:
     from bap.cost import Cost, count_cost, count_layer_costs, reference_cost, switch_costs
     from bap.losses import BudgetConstraint, SharingLoss, sharing_loss, union_fraction, usage
     from bap.model import MultiDomainResNet26
+    from bap.network import MultiDomainNetwork
     from bap.prune import load_pruned, prune, save_pruned
+    from bap.resnet import MultiDomainResNet, from_torchvision
     from bap.score import DECATHLON_BASELINE_ERRORS, decathlon_score
     from bap.switches import SwitchedConv2d, binarize

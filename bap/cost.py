@@ -3,10 +3,11 @@
 MACs are multiply-accumulates (1 MAC = 2 FLOPs) of the convolutions and the linear head, per image; BN, ReLU,
 pooling and the parameter-free shortcuts are not counted (as in the multi-domain literature).
 
-A switch turns off one input-channel slice of a kernel. Inside a BasicBlock, output filter ``o`` of ``conv1`` feeds
-only input channel ``o`` of ``conv2``, so a filter is live for a domain only where that domain's ``conv2`` switch
-``o`` is on (paper.md §2.4). Counting works the same on the switched and on the pruned model (whose layers expose
-the same ``in_masks()`` over their kept channels), so the two agree.
+A switch turns off one input-channel slice of a kernel. Along a block's inner link (:mod:`bap.blocks`), output
+filter ``o`` of the producer feeds only input channel ``o`` of the consumer, so a filter is live for a domain only
+where that domain's consumer switch ``o`` is on (paper.md §2.4). Counting works the same on the switched and on the
+pruned model (whose layers expose the same ``in_masks()`` over their kept channels), so the two agree -- and the
+same for every architecture (:class:`bap.network.MultiDomainNetwork`: ResNet-26, any torchvision ResNet).
 
 - ``domain=name``: what that domain uses (its live weights, its BNs and head).
 - ``domain=None``: the union over domains = what pruning keeps: the parameters of the pruned network with every
@@ -15,15 +16,13 @@ the same ``in_masks()`` over their kept channels), so the two agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from bap.choices import COST_KINDS, CostKind
-from bap.model import DomainBatchNorm2d, MultiDomainResNet26
-from bap.switches import conv_output_size
+from bap.network import MultiDomainNetwork
 
 DEFAULT_INPUT_SIZE = (3, 64, 64)
 
@@ -50,7 +49,7 @@ class ConvLayer:
     name: str
     module: nn.Module
     in_masks: torch.Tensor  # (domains, in_channels) bool
-    out_masks: torch.Tensor | None  # (domains, out_channels) bool for a block's conv1, None = all outputs live
+    out_masks: torch.Tensor | None  # (domains, out_channels) bool for an inner link's producer, None = all live
     out_height: int
     out_width: int
 
@@ -59,17 +58,16 @@ class ConvLayer:
         return self.module.kernel_size**2
 
 
-def conv_layers(model: MultiDomainResNet26, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE) -> list[ConvLayer]:
-    """Every switched conv of ``model`` in forward order, with its output size for ``input_size`` (C, H, W)."""
-    _, height, width = input_size
-    consumers = {f"{name}.conv1": block.conv2 for name, block in model.residual_blocks()}
+def conv_layers(model: MultiDomainNetwork, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE) -> list[ConvLayer]:
+    """Every conv of ``model`` in forward order, with its output size for ``input_size`` (C, H, W)."""
+    sizes = model.conv_output_sizes(input_size)
+    convs = dict(model.switched_convs())
+    consumers = {link.producer: convs[link.consumer] for link in model.channel_links()}
     layers = []
-    for name, conv in model.switched_convs():
-        height = conv_output_size(height, conv.kernel_size, conv.stride, conv.padding)
-        width = conv_output_size(width, conv.kernel_size, conv.stride, conv.padding)
+    for name, conv in convs.items():
         consumer = consumers.get(name)
         out_masks = consumer.in_masks() if consumer is not None else None
-        layers.append(ConvLayer(name, conv, conv.in_masks(), out_masks, height, width))
+        layers.append(ConvLayer(name, conv, conv.in_masks(), out_masks, *sizes[name]))
     return layers
 
 
@@ -81,28 +79,22 @@ def _live(masks: torch.Tensor | None, domain: int | None, total: int) -> int:
     return int(masks[domain].sum())
 
 
-def _norm_modules(model: MultiDomainResNet26) -> Iterator[tuple[str, DomainBatchNorm2d]]:
-    for name, module in model.named_modules():
-        if isinstance(module, DomainBatchNorm2d):
-            yield name, module
-
-
-def _bn_params(model: MultiDomainResNet26, domain: int, live_channels: dict[str, int]) -> int:
-    """Affine parameters of one domain's BNs; a block's bn1 counts only its live channels."""
+def _bn_params(model: MultiDomainNetwork, domain: int, live_channels: dict[str, int]) -> int:
+    """Affine parameters of one domain's BNs; an inner link's BN counts only its live channels."""
     total = 0
-    for name, module in _norm_modules(model):
+    for name, module in model.norms():
         channels = live_channels.get(name, module.num_features)
         total += 2 * channels if module.bns[domain].affine else 0
     return total
 
 
-def _head(model: MultiDomainResNet26, domain: int) -> Cost:
+def _head(model: MultiDomainNetwork, domain: int) -> Cost:
     head = model.heads[domain]
     return Cost(sum(p.numel() for p in head.parameters()), head.in_features * head.out_features)
 
 
 def count_layer_costs(
-    model: MultiDomainResNet26,
+    model: MultiDomainNetwork,
     domain: str | None = None,
     input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
 ) -> dict[str, Cost]:
@@ -114,16 +106,17 @@ def count_layer_costs(
     domains = range(len(model.domains)) if domain is None else [model.domain_index(domain)]
     d = None if domain is None else domains[0]
     costs: dict[str, Cost] = {}
-    bn1_live: dict[str, int] = {}
+    norm_of = {link.producer: link.norm for link in model.channel_links()}
+    live_norms: dict[str, int] = {}
     for layer in conv_layers(model, input_size):
         live_in = _live(layer.in_masks, d, layer.module.in_channels)
         live_out = _live(layer.out_masks, d, layer.module.out_channels)
         params = live_out * live_in * layer.kernel_area
         costs[layer.name] = Cost(params, params * layer.out_height * layer.out_width)
         if layer.out_masks is not None:
-            bn1_live[layer.name.removesuffix("conv1") + "bn1"] = live_out
-    # For the union, a domain's bn1 keeps the channels that any domain uses (the pruned network's width).
-    norms = sum(_bn_params(model, i, bn1_live) for i in domains)
+            live_norms[norm_of[layer.name]] = live_out
+    # For the union, a domain's linked BN keeps the channels that any domain uses (the pruned network's width).
+    norms = sum(_bn_params(model, i, live_norms) for i in domains)
     heads = [_head(model, i) for i in domains]
     costs["norms"] = Cost(norms, 0)
     costs["head"] = Cost(sum(h.params for h in heads), max(h.macs for h in heads))
@@ -131,7 +124,7 @@ def count_layer_costs(
 
 
 def count_cost(
-    model: MultiDomainResNet26,
+    model: MultiDomainNetwork,
     domain: str | None = None,
     input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
 ) -> Cost:
@@ -145,51 +138,47 @@ def count_cost(
     return total
 
 
-def _template(model: MultiDomainResNet26) -> MultiDomainResNet26:
+def _template(model: MultiDomainNetwork) -> MultiDomainNetwork:
     """The unpruned architecture of ``model``: itself, or for a pruned model a weightless template of it."""
-    if not model.pruned:
-        return model
-    with torch.device("meta"):
-        return MultiDomainResNet26(**model.config)
+    return model.template() if model.pruned else model
 
 
-def _dense_convs(model: MultiDomainResNet26, input_size: tuple[int, int, int]) -> Cost:
-    """Every switched conv with every channel on, for one image of ``input_size``."""
-    _, height, width = input_size
+def _dense_convs(model: MultiDomainNetwork, input_size: tuple[int, int, int]) -> Cost:
+    """Every conv with every channel on, for one image of ``input_size``."""
+    sizes = model.conv_output_sizes(input_size)
     total = Cost(0, 0)
-    for _, conv in model.switched_convs():
-        height = conv_output_size(height, conv.kernel_size, conv.stride, conv.padding)
-        width = conv_output_size(width, conv.kernel_size, conv.stride, conv.padding)
+    for name, conv in model.switched_convs():
+        height, width = sizes[name]
         params = conv.weight[0].numel() * conv.out_channels
         total = total + Cost(params, params * height * width)
     return total
 
 
 def reference_cost(
-    model: MultiDomainResNet26, domain: str | None = None, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
+    model: MultiDomainNetwork, domain: str | None = None, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
 ) -> Cost:
-    """One single-domain ResNet-26 of the same width with every channel on, with its BNs and head.
+    """One single-domain network of the same architecture with every channel on, with its BNs and head.
 
     ``domain=None`` takes the domain with the largest head: the reference of the union ratios.
     """
     model = _template(model)
     domains = [model.domain_index(domain)] if domain is not None else range(len(model.domains))
-    norms = sum(2 * module.num_features for _, module in _norm_modules(model))
+    norms = sum(2 * module.num_features for _, module in model.norms())
     head = max((_head(model, i) for i in domains), key=lambda c: (c.params, c.macs))
     return _dense_convs(model, input_size) + Cost(norms, 0) + head
 
 
-def unpruned_cost(model: MultiDomainResNet26, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE) -> Cost:
+def unpruned_cost(model: MultiDomainNetwork, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE) -> Cost:
     """The multi-domain network with every switch on: every conv in full, every domain's BNs and heads; the MACs of
     one image through it with the largest head. Its MACs equal the reference's; its params are above them."""
     model = _template(model)
-    norms = len(model.domains) * sum(2 * module.num_features for _, module in _norm_modules(model))
+    norms = len(model.domains) * sum(2 * module.num_features for _, module in model.norms())
     heads = [_head(model, i) for i in range(len(model.domains))]
     return _dense_convs(model, input_size) + Cost(norms + sum(h.params for h in heads), max(h.macs for h in heads))
 
 
 def switch_costs(
-    model: MultiDomainResNet26, kind: CostKind, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
+    model: MultiDomainNetwork, kind: CostKind, input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE
 ) -> list[torch.Tensor]:
     """Cost of each switch, one float vector per switched conv (forward order), in the unit of ``kind``.
 

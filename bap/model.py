@@ -16,60 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bap.blocks import BasicBlock, DomainBatchNorm2d, ZeroPadShortcut
+from bap.network import MultiDomainNetwork
 from bap.switches import SwitchedConv2d, SwitchForm
+
+__all__ = ["BASE_WIDTHS", "BasicBlock", "DomainBatchNorm2d", "MultiDomainResNet26", "ZeroPadShortcut"]
 
 BASE_WIDTHS = (32, 64, 128, 256)  # stem, stage 1, stage 2, stage 3
 
 
-class DomainBatchNorm2d(nn.Module):
-    """One BatchNorm2d per domain over the same channels."""
-
-    def __init__(self, num_features: int, num_domains: int) -> None:
-        super().__init__()
-        self.num_features = num_features
-        self.bns = nn.ModuleList(nn.BatchNorm2d(num_features) for _ in range(num_domains))
-
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
-        if self.num_features == 0:  # every filter feeding this BN was pruned
-            return x
-        return self.bns[domain](x)
-
-
-class ZeroPadShortcut(nn.Module):
-    """Parameter-free shortcut: average-pool by the stride, then zero-pad the new channels."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.extra_channels = out_channels - in_channels
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
-            x = F.avg_pool2d(x, self.stride)
-        if self.extra_channels > 0:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
-        return x
-
-
-class BasicBlock(nn.Module):
-    """conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU; both convs switched."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int, num_domains: int, **conv: Any) -> None:
-        super().__init__()
-        self.conv1 = SwitchedConv2d(in_channels, out_channels, num_domains, stride=stride, **conv)
-        self.bn1 = DomainBatchNorm2d(out_channels, num_domains)
-        self.conv2 = SwitchedConv2d(out_channels, out_channels, num_domains, **conv)
-        self.bn2 = DomainBatchNorm2d(out_channels, num_domains)
-        needs_projection = stride != 1 or in_channels != out_channels
-        self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride) if needs_projection else nn.Identity()
-
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x, domain), domain))
-        out = self.bn2(self.conv2(out, domain), domain)
-        return F.relu(out + self.shortcut(x))
-
-
-class MultiDomainResNet26(nn.Module):
+class MultiDomainResNet26(MultiDomainNetwork, family="resnet26"):
     """ResNet-26 shared by several domains, each with its own switches, BNs and classifier.
 
     Called as ``model(x, domain)`` with ``domain`` one of the names in ``num_classes``.
@@ -96,17 +52,13 @@ class MultiDomainResNet26(nn.Module):
         train_backbone: bool = False,
     ) -> None:
         super().__init__()
-        if not num_classes:
-            raise ValueError("num_classes must name at least one domain, e.g. {'svhn': 10}")
-        for name, classes in num_classes.items():
-            if int(classes) < 1:
-                raise ValueError(f"num_classes[{name!r}] must be >= 1, got {classes}")
+        classes = self._init_domains(num_classes)
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
         if blocks < 1:
             raise ValueError(f"blocks must be >= 1, got {blocks}")
         self.config: dict[str, Any] = {
-            "num_classes": {str(k): int(v) for k, v in num_classes.items()},
+            "num_classes": classes,
             "width": float(width),
             "blocks": int(blocks),
             "switch_init": float(switch_init),
@@ -114,9 +66,6 @@ class MultiDomainResNet26(nn.Module):
             "switch_form": switch_form,
             "train_backbone": bool(train_backbone),
         }
-        self.domains: tuple[str, ...] = tuple(self.config["num_classes"])
-        self._domain_index = {name: i for i, name in enumerate(self.domains)}
-        self.pruned = False
         num_domains = len(self.domains)
         stem_width, *stage_widths = (max(1, round(w * width)) for w in BASE_WIDTHS)
         conv = {"switch_init": switch_init, "threshold": threshold, "form": switch_form,
@@ -135,26 +84,11 @@ class MultiDomainResNet26(nn.Module):
         self.head_bn = DomainBatchNorm2d(channels, num_domains)
         self.heads = nn.ModuleList(nn.Linear(channels, n) for n in self.config["num_classes"].values())
 
-    # -- domains ---------------------------------------------------------------------------------------------
-    def domain_index(self, domain: str) -> int:
-        """Position of ``domain``; KeyError naming the allowed domains otherwise."""
-        try:
-            return self._domain_index[domain]
-        except KeyError:
-            raise KeyError(f"unknown domain {domain!r}; this model has domains {list(self.domains)}") from None
-
     # -- structure -------------------------------------------------------------------------------------------
     def residual_blocks(self) -> Iterator[tuple[str, BasicBlock]]:
         for stage in (1, 2, 3):
             for i, block in enumerate(getattr(self, f"layer{stage}")):
                 yield f"layer{stage}.{i}", block
-
-    def switched_convs(self) -> Iterator[tuple[str, nn.Module]]:
-        """Every switched convolution in forward order, keyed by its module name."""
-        yield "stem", self.stem
-        for name, block in self.residual_blocks():
-            yield f"{name}.conv1", block.conv1
-            yield f"{name}.conv2", block.conv2
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
         d = self.domain_index(domain)
@@ -164,38 +98,6 @@ class MultiDomainResNet26(nn.Module):
         x = F.relu(self.head_bn(x, d))
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
         return self.heads[d](x)
-
-    # -- switches --------------------------------------------------------------------------------------------
-    def switch_state(self, domain: str) -> dict[str, torch.Tensor]:
-        """The domain's binary switches: one BoolTensor per switched conv (over its current input channels)."""
-        d = self.domain_index(domain)
-        return {name: conv.in_masks()[d].clone() for name, conv in self.switched_convs()}
-
-    def set_switch_state(self, domain: str, state: Mapping[str, torch.Tensor]) -> None:
-        """Set a domain's switches from a 0/1 pattern shaped like :meth:`switch_state`'s output."""
-        if self.pruned:
-            raise ValueError("set_switch_state works on the switched model; a pruned model's switches are fixed")
-        d = self.domain_index(domain)
-        convs = dict(self.switched_convs())
-        unknown = set(state) - set(convs)
-        if unknown:
-            raise KeyError(f"unknown switched layers {sorted(unknown)}; allowed layers are {list(convs)}")
-        threshold = self.config["threshold"]
-        margin = abs(self.config["switch_init"] - threshold) or 1e-2
-        with torch.no_grad():
-            for name, pattern in state.items():
-                conv = convs[name]
-                pattern = torch.as_tensor(pattern, device=conv.scores.device).bool()
-                if pattern.shape != (conv.in_channels,):
-                    raise ValueError(
-                        f"switch state for layer {name!r} must have shape ({conv.in_channels},), "
-                        f"got {tuple(pattern.shape)}"
-                    )
-                on = torch.full_like(conv.scores[d], threshold + margin)
-                conv.scores[d] = torch.where(pattern, on, on - 2 * margin)
-
-    def switch_parameters(self) -> list[nn.Parameter]:
-        return [conv.scores for _, conv in self.switched_convs() if isinstance(conv, SwitchedConv2d)]
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def backbone_state(self, domain: str | None = None) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Physical pruning: drop every kernel slice and inner filter that no domain uses (paper.md §2.4).
 
-Per switched conv, the input channels that no domain switches on are removed from the kernel. Inside a BasicBlock,
-filter ``o`` of ``conv1`` (with its per-domain BN entries) feeds only input channel ``o`` of ``conv2``, so it is
-dropped when ``conv2``'s channel ``o`` was removed. Channels on the residual stream are read by several consumers and
-are kept; only their kernel slices go. Each domain keeps its switches over the kept channels, so the pruned network
+Per switched conv, the input channels that no domain switches on are removed from the kernel. Along a block's inner
+link (:mod:`bap.blocks`: a BasicBlock's conv1 -> conv2, a Bottleneck's conv1 -> conv2 -> conv3), filter ``o`` of the
+producer (with its per-domain BN entries) feeds only input channel ``o`` of the consumer, so it is dropped when the
+consumer's channel ``o`` was removed. Channels on the residual stream (and the stem's, read by the first block and
+its projection shortcut) are read by several consumers and are kept; only their kernel slices go. The same code
+prunes every :class:`bap.network.MultiDomainNetwork`. Each domain keeps its switches over the kept channels, so the pruned network
 computes exactly what the switched one did, for every domain, in eval mode.
 
-A pruned model is saved as ``model.pt`` (state dict) plus ``architecture.json``: the model config and, per layer, the
-kept input/output channel indices and each domain's switches over the kept inputs as a "0101" string.
+A pruned model is saved as ``model.pt`` (state dict) plus ``architecture.json``: the network family and config and,
+per layer, the kept input/output channel indices and each domain's switches over the kept inputs as a "0101" string.
 """
 
 from __future__ import annotations
@@ -22,33 +24,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from bap import metrics as M
-from bap.model import DomainBatchNorm2d, MultiDomainResNet26
-from bap.switches import conv_output_size
+from bap.blocks import DomainBatchNorm2d
+from bap.network import MultiDomainNetwork, network_from_config
+from bap.switches import DomainConv, conv_output_size
 
 ARCHITECTURE_FILE = M.ARCHITECTURE_FILE
 WEIGHTS_FILE = M.WEIGHTS_FILE
 FORMAT_VERSION = 1
 
 
-class PrunedConv2d(nn.Module):
+class PrunedConv2d(DomainConv):
     """A sliced shared kernel with each domain's fixed switches over the kept input channels.
 
     Args:
         weight: the kept kernel, ``(kept_out, kept_in, k, k)``.
         masks: ``(domains, kept_in)`` bool, each domain's switches over the kept inputs.
         in_index: indices of the kept inputs in the incoming tensor, or None when the incoming tensor already holds
-            exactly the kept channels (a block's conv2, fed by its pruned conv1).
+            exactly the kept channels (the consumer of an inner link, fed by its pruned producer).
         stride: convolution stride.
+        padding: zero padding (that of the switched conv).
     """
 
-    def __init__(self, weight: torch.Tensor, masks: torch.Tensor, in_index: torch.Tensor | None, stride: int) -> None:
+    def __init__(self, weight: torch.Tensor, masks: torch.Tensor, in_index: torch.Tensor | None, stride: int,
+                 padding: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         self.register_buffer("masks", masks.bool().clone())
         self.register_buffer("in_index", None if in_index is None else in_index.long().clone())
         self.out_channels, self.in_channels, self.kernel_size, _ = weight.shape
         self.stride = stride
-        self.padding = self.kernel_size // 2
+        self.padding = padding
 
     def in_masks(self) -> torch.Tensor:
         return self.masks.cpu()
@@ -80,46 +85,54 @@ def _kept(masks: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(masks.any(dim=0), as_tuple=False).flatten()
 
 
-def pruning_plan(model: MultiDomainResNet26) -> dict[str, dict[str, Any]]:
-    """Per switched conv: kept input indices, kept output indices (None = all) and masks over kept inputs."""
+def pruning_plan(model: MultiDomainNetwork) -> dict[str, dict[str, Any]]:
+    """Per conv: kept input indices, kept output indices (None = all) and masks over kept inputs."""
     masks = {name: conv.in_masks() for name, conv in model.switched_convs()}
+    consumer_of = {link.producer: link.consumer for link in model.channel_links()}
     plan: dict[str, dict[str, Any]] = {}
     for name, conv in model.switched_convs():
         keep_in = _kept(masks[name])
-        keep_out = _kept(masks[name.removesuffix("conv1") + "conv2"]) if name.endswith("conv1") else None
+        consumer = consumer_of.get(name)
         plan[name] = {
             "in_channels": conv.in_channels,
             "out_channels": conv.out_channels,
             "kept_inputs": keep_in,
-            "kept_outputs": keep_out,
+            "kept_outputs": _kept(masks[consumer]) if consumer is not None else None,
             "masks": masks[name][:, keep_in],
         }
     return plan
 
 
-def _apply_plan(model: MultiDomainResNet26, plan: dict[str, dict[str, Any]]) -> MultiDomainResNet26:
-    """Replace every switched conv (and each block's bn1) of ``model`` in place by its pruned form."""
+def _apply_plan(model: MultiDomainNetwork, plan: dict[str, dict[str, Any]]) -> MultiDomainNetwork:
+    """Replace every conv of ``model`` (and each inner link's BN) in place by its pruned form."""
     modules = dict(model.named_modules())
+    links = model.channel_links()
+    fed_by_pruned_producer = {link.consumer for link in links}
+    norm_of = {link.producer: link.norm for link in links}
     for name, conv in list(model.switched_convs()):
         layer = plan[name]
         weight = conv.weight.detach()
         if layer["kept_outputs"] is not None:
             weight = weight[layer["kept_outputs"].to(weight.device)]
         weight = weight[:, layer["kept_inputs"].to(weight.device)]
-        fed_by_pruned_conv1 = name.endswith("conv2")
-        in_index = None if fed_by_pruned_conv1 else layer["kept_inputs"]
-        pruned = PrunedConv2d(weight, layer["masks"], in_index, conv.stride).to(weight.device)
-        parent_name, _, attr = name.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, attr, pruned)
+        in_index = None if name in fed_by_pruned_producer else layer["kept_inputs"]
+        pruned = PrunedConv2d(weight, layer["masks"], in_index, conv.stride, conv.padding).to(weight.device)
+        _replace(model, modules, name, pruned)
         if layer["kept_outputs"] is not None:
-            block = modules[parent_name]
-            block.bn1 = _slice_norm(block.bn1, layer["kept_outputs"])
+            norm = modules[norm_of[name]]
+            assert isinstance(norm, DomainBatchNorm2d)
+            _replace(model, modules, norm_of[name], _slice_norm(norm, layer["kept_outputs"]))
     model.pruned = True
     model.pruning_maps = plan
     return model
 
 
-def prune(model: MultiDomainResNet26) -> MultiDomainResNet26:
+def _replace(model: nn.Module, modules: dict[str, nn.Module], name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(modules[parent_name] if parent_name else model, attr, new)
+
+
+def prune(model: MultiDomainNetwork) -> MultiDomainNetwork:
     """A smaller copy of ``model`` without the channels no domain uses; same outputs for every domain in eval mode.
 
     Called the same way, ``pruned(x, domain)``; :func:`bap.count_cost` on it equals the union cost of ``model``.
@@ -134,7 +147,7 @@ def _bits(mask: torch.Tensor) -> str:
     return "".join("1" if bit else "0" for bit in mask.tolist())
 
 
-def save_pruned(model: MultiDomainResNet26, directory: str | Path) -> Path:
+def save_pruned(model: MultiDomainNetwork, directory: str | Path) -> Path:
     """Write ``model.pt`` (state dict) and ``architecture.json`` (config + per-layer channel maps)."""
     if not model.pruned:
         raise ValueError("save_pruned expects a pruned model: call bap.prune(model) first")
@@ -150,20 +163,22 @@ def save_pruned(model: MultiDomainResNet26, directory: str | Path) -> Path:
             "kept_outputs": None if layer["kept_outputs"] is None else layer["kept_outputs"].tolist(),
             "switches": {domain: _bits(conv.masks[d]) for d, domain in enumerate(model.domains)},
         }
-    architecture = {"format_version": FORMAT_VERSION, "config": model.config, "layers": layers}
+    architecture = {"format_version": FORMAT_VERSION, "family": model.family, "config": model.config,
+                    "layers": layers}
     (directory / ARCHITECTURE_FILE).write_text(json.dumps(architecture, indent=1))
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS_FILE)
     return directory
 
 
-def load_pruned(directory: str | Path, map_location: str | torch.device = "cpu") -> MultiDomainResNet26:
+def load_pruned(directory: str | Path, map_location: str | torch.device = "cpu") -> MultiDomainNetwork:
     """Rebuild a pruned model from :func:`save_pruned`'s files."""
     directory = Path(directory)
     for file in (ARCHITECTURE_FILE, WEIGHTS_FILE):
         if not (directory / file).is_file():
             raise FileNotFoundError(f"{str(directory / file)!r} is missing: not a saved pruned model")
     architecture = json.loads((directory / ARCHITECTURE_FILE).read_text())
-    model = MultiDomainResNet26(**architecture["config"])
+    # files written before there were several families hold a ResNet-26
+    model = network_from_config(architecture["config"], architecture.get("family", "resnet26"))
     plan = {}
     for name, layer in architecture["layers"].items():
         masks = torch.tensor([[bit == "1" for bit in layer["switches"][domain]] for domain in model.domains])

@@ -26,7 +26,26 @@ def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> 
     return (size + 2 * padding - kernel_size) // stride + 1
 
 
-class SwitchedConv2d(nn.Module):
+class DomainConv(nn.Module):
+    """A bias-free convolution with one input-channel switch vector per domain: switched (trainable) or pruned
+    (fixed). Everything that walks a network's switches -- switch states, costs, pruning -- finds its convs by this
+    type, whatever the architecture.
+
+    Subclasses set ``in_channels``, ``out_channels``, ``kernel_size``, ``stride``, ``padding`` and ``weight`` and
+    implement ``in_masks()``: a boolean ``(domains, in_channels)`` tensor.
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int
+    padding: int
+
+    def in_masks(self) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SwitchedConv2d(DomainConv):
     """A bias-free convolution shared by all domains, with one switch per (domain, input channel).
 
     Args:

@@ -32,3 +32,21 @@ def random_switches(model: MultiDomainResNet26, domain: str, p_on: float, genera
         name: torch.rand(mask.shape, generator=generator) < p_on
         for name, mask in model.switch_state(domain).items()
     }
+
+
+def calibrate_norms(model: torch.nn.Module, input_size: tuple[int, int, int], seed: int = 0) -> None:
+    """Random BN affine parameters, and running statistics estimated from random images under the current
+    switches: a deep network's activations stay O(1), as a trained one's do (random statistics let them grow to
+    hundreds through a ResNet-50, where float32 rounding alone exceeds an absolute tolerance)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(module.num_features, generator=generator) * 0.2)
+                module.reset_running_stats()
+                module.momentum = None  # a cumulative average over the calibration batches
+        model.train()
+        for domain in model.domains:
+            model(torch.randn(8, *input_size, generator=generator), domain)
+    model.eval()
