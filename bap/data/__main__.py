@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("show", "write a PNG grid per class"),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--data", required=True, help='"mini" or the path of a Visual Decathlon root')
+        p.add_argument("--data", required=True, help='"mini", or the path of a Visual Decathlon or ImageNet-to-Sketch root')
         p.add_argument("--domains", default=None, help="comma-separated domain names (default: all)")
         p.add_argument("--cache-dir", default=None, help="where packed tensors are cached")
         p.add_argument("--seed", type=int, default=0, help="mini only: generation and split seed")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -191,9 +191,11 @@ def decode_resized(path: Path, size: int, squash: bool) -> torch.Tensor | None:
 
 
 def pack_images(
-    root: Path, files: Sequence[str], size: int, squash: bool, workers: int | None, desc: str
+    root: Path, files: Sequence[str], size: int, squash: bool, workers: int | None, desc: str,
+    decode: Callable[[Path], torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
-    """Decode and resize ``files`` (relative to ``root``) into one uint8 tensor.
+    """Decode and resize ``files`` (relative to ``root``) into one uint8 tensor, with ``decode`` (a path to a
+    ``(3, size, size)`` image or None) or else :func:`decode_resized`.
 
     Returns:
         The packed ``(M, 3, size, size)`` images of the files that decoded, and the indices of the others.
@@ -217,7 +219,7 @@ def pack_images(
     ):
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
-            for offset, image in enumerate(pool.map(lambda p: decode_resized(p, size, squash), chunk)):
+            for offset, image in enumerate(pool.map(decode or (lambda p: decode_resized(p, size, squash)), chunk)):
                 if image is None:
                     failed.append(start + offset)
                 else:
