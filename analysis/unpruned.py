@@ -1,6 +1,7 @@
 """Size of the unpruned multi-domain network, the second landmark of the Pareto plots (the first is ratio 1.0).
 
-Ratios in the trial table are in units of *one single-domain ResNet-26 with its head*. The unpruned multi-domain
+Ratios in the trial table are in units of *one single-domain network of the sweep's architecture with its head*
+(the ResNet-26 on the Decathlon, a torchvision ResNet on ImageNet-to-Sketch). The unpruned multi-domain
 model -- every switch on -- shares that backbone but carries every domain's BNs and head, so its union params
 ratio is above 1 (e.g. 1.017 for five Decathlon domains at width 1, far more for the tiny smoke models whose heads
 weigh more than their convolutions). Its union MACs ratio is exactly 1: one image goes through the same
@@ -37,7 +38,7 @@ class ModelCosts:
     """Costs of the sweep's architecture (params, MACs per image).
 
     Attributes:
-        reference_params: One single-domain ResNet-26 with the largest head (the unit of the union ratios).
+        reference_params: One single-domain network with the largest head (the unit of the union ratios).
         reference_macs: Its MACs.
         unpruned_params: The multi-domain model with every switch on: all domains' BNs and heads.
         unpruned_macs: Its MACs for one image (largest head).

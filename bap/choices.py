@@ -14,6 +14,8 @@ BudgetPenalty = Literal["lagrangian", "hinge"]
 BUDGET_PENALTIES: tuple[str, ...] = ("lagrangian", "hinge")
 SharingKind = Literal["none", "union", "intersection", "jaccard", "pairwise", "consensus"]
 SHARING_KINDS: tuple[str, ...] = ("none", "union", "intersection", "jaccard", "pairwise", "consensus")
+# "resnet26": the Decathlon ResNet-26 (bap.model); the others: torchvision's ResNets (bap.resnet)
+ARCHS: tuple[str, ...] = ("resnet26", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 SwitchForm = Literal["auto", "activation", "kernel"]
 SWITCH_FORMS: tuple[str, ...] = ("auto", "activation", "kernel")
 

@@ -15,7 +15,11 @@ from bap import metrics as M
 from bap.config import TrainConfig
 
 HELP = {
-    "data": "'mini' (offline mini-decathlon) or a Visual Decathlon root folder",
+    "data": "'mini' (offline mini-decathlon), a Visual Decathlon root folder or an ImageNet-to-Sketch root folder",
+    "arch": "resnet26 (the Decathlon network) or a torchvision ResNet: resnet18 | resnet34 | resnet50 | resnet101 | "
+            "resnet152",
+    "image_size": "stored image side in px (default: the data's, Decathlon 72, ImageNet-to-Sketch 224)",
+    "crop": "side of the network's input in px (default: the data's, Decathlon 64, ImageNet-to-Sketch 224)",
     "domains": "comma-separated subset of domains (default: every domain found)",
     "budget": "share of the backbone each domain may use, in (0, 1]",
     "budget_cost": "unit of the budget: switches | params | macs",
@@ -26,10 +30,11 @@ HELP = {
     "sharing_cost": "unit the sharing loss weighs switches in: switches | params | macs (default: budget_cost)",
     "sharing_weight": "weight of the sharing loss (initial weight if learnable)",
     "union_budget": "optional hinge budget on the union (what pruning keeps)",
-    "pretrained": "local backbone checkpoint; default: pretrain one (cached) for pretrain_epochs",
+    "pretrained": "local backbone checkpoint (resnet26: bap's; torchvision ResNets: torchvision's state-dict file, "
+                  "e.g. resnet50-0676ba61.pth); default: resnet26 pretrains one (cached) for pretrain_epochs",
     "steps_per_epoch": "cap on optimizer steps per epoch (smoke runs)",
-    "width": "width multiplier of ResNet-26 (1.0 = the Decathlon network)",
-    "blocks": "BasicBlocks per stage (4 = ResNet-26)",
+    "width": "resnet26 only: width multiplier (1.0 = the Decathlon network)",
+    "blocks": "resnet26 only: BasicBlocks per stage (4 = ResNet-26)",
     "device": "auto | cpu | cuda",
 }
 

@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bap.choices import BUDGET_PENALTIES, COST_KINDS, SHARING_KINDS, SWITCH_FORMS, check_budget
+from bap.choices import ARCHS, BUDGET_PENALTIES, COST_KINDS, SHARING_KINDS, SWITCH_FORMS, check_budget
 
 OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 # The fields that decide which backbone a run starts from: a given checkpoint, or the one bap.pretrain trains (its
 # cache key and folder). A sweep that searches none of them pretrains once, for every trial.
-BACKBONE_FIELDS = ("pretrained", "pretrain_epochs", "pretrain_lr", "width", "blocks", "batch_size", "seed",
-                   "cache_dir")
+BACKBONE_FIELDS = ("arch", "pretrained", "pretrain_epochs", "pretrain_lr", "width", "blocks", "batch_size", "seed",
+                   "cache_dir", "image_size", "crop")
 
 
 @dataclass
@@ -27,8 +27,10 @@ class TrainConfig:
     One optimizer step takes one batch of ``batch_size`` images from *every* domain (joint training).
     """
 
-    data: str = "mini"  # "mini" or a Visual Decathlon root folder
+    data: str = "mini"  # "mini", a Visual Decathlon root folder or an ImageNet-to-Sketch root folder
     domains: tuple[str, ...] | None = None  # None = every domain found
+    image_size: int | None = None  # stored image side; None = the data's default (Decathlon 72, Sketch 224)
+    crop: int | None = None  # side the network sees (random crop in training); None = the data's default
     budget: float = 0.5
     budget_cost: str = "params"  # switches | params | macs
     budget_penalty: str = "lagrangian"  # lagrangian | hinge
@@ -52,10 +54,13 @@ class TrainConfig:
     batch_size: int = 32
     steps_per_epoch: int | None = None  # cap on optimizer steps per epoch (smoke runs)
     eval_batch_size: int = 256
-    width: float = 0.25
-    blocks: int = 1
+    arch: str = "resnet26"  # resnet26 (the Decathlon network) or a torchvision ResNet: resnet18/34/50/101/152
+    width: float = 0.25  # resnet26 only
+    blocks: int = 1  # resnet26 only
     train_backbone: bool = False
-    pretrained: str | None = None  # a local backbone checkpoint; None = pretrain one (cached) when pretrain_epochs > 0
+    # A local backbone checkpoint: for resnet26 bap's own (None = pretrain one, cached, when pretrain_epochs > 0);
+    # for a torchvision ResNet torchvision's state-dict file (resnet50-*.pth; None = random weights).
+    pretrained: str | None = None
     pretrain_epochs: int = 15
     pretrain_lr: float = 0.05
     seed: int = 0
@@ -82,6 +87,18 @@ class TrainConfig:
         _choice("switch_form", self.switch_form, SWITCH_FORMS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
+        _choice("arch", self.arch, ARCHS)
+        if self.arch != "resnet26" and self.pretrained is None and self.pretrain_epochs > 0:
+            raise ValueError(
+                f"arch {self.arch} starts from torchvision weights, which bap does not pretrain: set pretrained to a "
+                f"local {self.arch}-*.pth file (torchvision's state-dict format), or pretrain_epochs=0 to start "
+                "from random weights")
+        for name in ("image_size", "crop"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be an integer >= 1 or None (the data's default), "
+                                 f"got {getattr(self, name)}")
+        if self.image_size is not None and self.crop is not None and self.crop > self.image_size:
+            raise ValueError(f"crop ({self.crop}) must be <= image_size ({self.image_size})")
         for name in ("switch_lr", "lr", "pretrain_lr"):
             _positive(name, getattr(self, name))
         for name in ("budget_anneal", "recovery"):
@@ -112,8 +129,8 @@ class TrainConfig:
 
     @property
     def needs_pretraining(self) -> bool:
-        """No backbone checkpoint is given and one is to be pretrained (``pretrain_epochs > 0``)."""
-        return self.pretrained is None and self.pretrain_epochs > 0
+        """No backbone checkpoint is given and one is to be pretrained (``pretrain_epochs > 0``, ResNet-26 only)."""
+        return self.arch == "resnet26" and self.pretrained is None and self.pretrain_epochs > 0
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

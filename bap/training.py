@@ -42,7 +42,7 @@ from bap.data import DomainData, load_data, prepare_batch
 from bap.entrypoint import Report
 from bap.evaluate import accuracies, predict
 from bap.losses import BudgetConstraint, SharingLoss, usage
-from bap.model import MultiDomainResNet26
+from bap.network import MultiDomainNetwork, build_network
 from bap.pretrain import ensure_backbone
 from bap.prune import prune, save_pruned
 from bap.runtime import (
@@ -63,7 +63,8 @@ CHECKPOINT_FILE = "state.pt"
 def select_datasets(config: TrainConfig, data: Mapping[str, DomainData] | None) -> dict[str, DomainData]:
     """The run's domains, in a stable order: ``data`` (preloaded, e.g. shared by a sweep) or loaded from disk."""
     if data is None:
-        return load_data(config.data, config.domains, cache_dir=config.cache_dir)
+        return load_data(config.data, config.domains, cache_dir=config.cache_dir, size=config.image_size,
+                         crop=config.crop)
     if config.domains is None:
         return dict(data)
     unknown = [d for d in config.domains if d not in data]
@@ -72,7 +73,7 @@ def select_datasets(config: TrainConfig, data: Mapping[str, DomainData] | None) 
     return {d: data[d] for d in config.domains}
 
 
-def stacked_switches(model: MultiDomainResNet26) -> torch.Tensor:
+def stacked_switches(model: MultiDomainNetwork) -> torch.Tensor:
     """All domains' binary switches, ``(domains, N)``, with straight-through gradients."""
     return torch.cat([binarize(conv.scores, conv.threshold) for _, conv in model.switched_convs()], dim=1)
 
@@ -88,11 +89,10 @@ class _Run:
         crop = crops.pop()
         self.input_size = (3, crop, crop)
         seed_everything(config.seed)
-        model = MultiDomainResNet26(
-            {name: d.num_classes for name, d in datasets.items()},
+        model = build_network(
+            config.arch, {name: d.num_classes for name, d in datasets.items()},
             width=config.width, blocks=config.blocks, switch_init=config.switch_init,
-            threshold=config.switch_threshold, switch_form=config.switch_form,  # type: ignore[arg-type]
-            train_backbone=config.train_backbone,
+            threshold=config.switch_threshold, switch_form=config.switch_form, train_backbone=config.train_backbone,
         )
         backbone = str(ensure_backbone(config, datasets)) if config.needs_pretraining else config.pretrained
         if backbone is not None:

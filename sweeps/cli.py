@@ -110,7 +110,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if asha:
         flags["asha"] = asha
     if args.data_root is not None and args.preset is None and args.config is None:
-        flags["preset"] = "decathlon"
+        from bap.data.sketch_layout import is_sketch_root
+
+        flags["preset"] = "sketch" if is_sketch_root(args.data_root) else "decathlon"
     train = _set_values(args.set)
     if args.epochs is not None:
         train["epochs"] = args.epochs

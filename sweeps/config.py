@@ -28,6 +28,7 @@ MODES = ("grid", "pareto")
 OBJECTIVES = (M.MEAN_VAL_ACC, M.SCORE)
 SAMPLERS = ("tpe", "nsga2", "random")
 DATA_SHARING = ("object_store", "cache")
+DATA_KINDS = ("mini", "decathlon", "sketch")
 DEFAULT_TRACKING_URI = M.DEFAULT_TRACKING_URI
 DEFAULT_STORAGE_PATH = "ray_results"
 DEFAULT_OPTUNA_STORAGE = "optuna_journal.log"
@@ -119,7 +120,8 @@ class SweepConfig:
     asha: AshaConfig = field(default_factory=AshaConfig)
     data: str = "mini"
     data_root: str | None = field(default=None, metadata=flag(
-        "Visual Decathlon folder (decathlon-1.0, with annotations/ and data/)", DATA))
+        "data folder: for data decathlon the decathlon-1.0 folder (annotations/, data/); for data sketch the "
+        "ImageNet-to-Sketch folder (cubs_cropped/, flowers/, ... each with train/ and test/)", DATA))
     domains: list[str] | None = field(default=None, metadata=flag("comma-separated domains (default: all)", DATA))
     cache_dir: str | None = field(default=None, metadata=flag(
         "packed-data and backbone cache folder (default: $BAP_CACHE_DIR or ~/.cache/bap)", DATA))
@@ -161,8 +163,8 @@ class SweepConfig:
 
     @property
     def data_spec(self) -> str:
-        """What ``bap.data.load_data`` takes: ``"mini"`` or the Decathlon root."""
-        return self.data_root if self.data == "decathlon" else self.data
+        """What ``bap.data.load_data`` takes: ``"mini"``, or the Decathlon or ImageNet-to-Sketch root."""
+        return self.data_root if self.data in ("decathlon", "sketch") else self.data
 
     @property
     def total_trials(self) -> int:
@@ -344,10 +346,15 @@ def validate(cfg: SweepConfig) -> SweepConfig:
         raise ConfigError(f"tensorboard must be true or false, got {cfg.tensorboard!r}")
     if cfg.asha.grace_period < 1 or cfg.asha.reduction_factor <= 1:
         raise ConfigError("asha needs grace_period >= 1 and reduction_factor > 1")
-    if cfg.data not in ("mini", "decathlon"):
-        raise ConfigError(f"unknown data {cfg.data!r}; allowed values: mini, decathlon")
+    if cfg.data not in DATA_KINDS:
+        raise ConfigError(f"unknown data {cfg.data!r}; allowed values: {', '.join(DATA_KINDS)}")
     if cfg.data == "decathlon":
         check_data_root(cfg.data_root)
+    if cfg.data == "sketch":
+        check_sketch_root(cfg.data_root)
+        if cfg.objective == M.SCORE:
+            raise ConfigError(f"objective {M.SCORE!r} is the Decathlon score, which ImageNet-to-Sketch has not; "
+                              f"allowed values for data sketch: {M.MEAN_VAL_ACC}")
     if cfg.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", cfg.name):
         raise ConfigError(f"sweep name {cfg.name!r} must be letters, digits and _ . = - (it names folders)")
     if not cfg.experiment:
@@ -373,6 +380,28 @@ def check_data_root(root: str | None) -> Path:
     raise ConfigError(
         f"data root {str(base)!r} has no annotations/<domain>_train.json; extract the Decathlon devkit "
         "(decathlon-1.0-devkit.tar.gz) there so that decathlon-1.0/annotations/ exists"
+    )
+
+
+def check_sketch_root(root: str | None) -> Path:
+    """The ImageNet-to-Sketch root must hold at least one domain folder with train/ and test/ (names matched
+    case-insensitively; see ``bap.data.sketch``)."""
+    from bap.data.sketch_layout import SKETCH_DOMAINS, sketch_domains_on_disk
+
+    if not root:
+        raise ConfigError("the sketch preset needs --data-root pointing at the ImageNet-to-Sketch folder")
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise ConfigError(f"data root {str(base)!r} is not a folder")
+    try:
+        if sketch_domains_on_disk(base):
+            return base
+    except ValueError as err:  # e.g. two folders that differ only in case
+        raise ConfigError(str(err)) from None
+    raise ConfigError(
+        f"data root {str(base)!r} has no ImageNet-to-Sketch domain folder; expected one or more of "
+        f"{', '.join(SKETCH_DOMAINS)}, each with train/<class>/ and test/<class>/ image folders (Piggyback's "
+        "PyTorch layout)"
     )
 
 

@@ -5,6 +5,8 @@ Usage::
     python sweeps/decathlon.py --preset smoke                      # minutes on a laptop CPU, offline
     python sweeps/decathlon.py --preset mini --num-samples 8       # the offline default at full quality
     python sweeps/decathlon.py --preset decathlon --data-root /data/decathlon-1.0 --gpus-per-trial 0.25
+    python sweeps/decathlon.py --preset sketch --data-root /data/imagenet-to-sketch \
+        --set pretrained=/data/resnet50-0676ba61.pth                 # ImageNet-to-Sketch, torchvision ResNet-50
     python sweeps/decathlon.py --preset smoke --resume             # continue the newest interrupted smoke sweep
 
     # the same, unchanged, on a running cluster (results must go to storage every node and the driver can reach):

@@ -45,7 +45,8 @@ def prepare(entrypoint: str, train: Mapping[str, Any], searched: list[str], keep
     from bap.data import load_data
 
     config = module.TrainConfig.from_dict(dict(train))
-    data = load_data(config.data, config.domains, cache_dir=config.cache_dir)
+    data = load_data(config.data, config.domains, cache_dir=config.cache_dir, size=config.image_size,
+                     crop=config.crop)
     out: dict[str, Any] = {"data": data if keep_data else None, "domains": list(data), "pretrained": None,
                            "backbone_bytes": None}
     if config.needs_pretraining and not set(searched) & set(BACKBONE_FIELDS):  # else each trial pretrains its own
@@ -80,6 +81,10 @@ def check_train_values(entrypoint: str, train: Mapping[str, Any], variants: list
             module.TrainConfig.from_dict(values)
         except ValueError as exc:
             raise ValueError(f"search space value {variant} is invalid: {exc}") from None
+    pretrained = train.get("pretrained")
+    if pretrained and not Path(str(pretrained)).expanduser().is_file():
+        raise ValueError(f"pretrained: {pretrained} is not a file (every trial reads the backbone weights from this "
+                         "path: give a local file, on a folder the cluster's nodes share)")
     available = list(module.available_domains(data_spec))
     if domains:
         unknown = [d for d in domains if d not in available]

@@ -40,7 +40,7 @@ def _annotationless_root(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--preset", "huge"], "unknown preset 'huge'; allowed values: decathlon, demo, mini, smoke"),
+        (["--preset", "huge"], "unknown preset 'huge'; allowed values: decathlon, demo, mini, sketch, smoke"),
         (["--preset", "smoke", "--budgets", "0.25,1.5"], "budget 1.5 is outside (0, 1]"),
         (["--preset", "smoke", "--budgets", "0"], "budget 0.0 is outside (0, 1]"),
         (["--preset", "smoke", "--domains", "digits,klingon"], "unknown domain(s) klingon"),

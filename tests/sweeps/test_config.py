@@ -11,12 +11,15 @@ from sweeps.config import ConfigError
 
 
 def test_every_preset_resolves_and_validates(tmp_path):
+    from tests.bap.sketch_tree import make_sketch_tree
+
+    roots = {"decathlon": _decathlon_root(tmp_path), "sketch": make_sketch_tree(tmp_path / "sketch", classes=2)}
     for name in C.available_presets():
-        overrides = {"data_root": str(_decathlon_root(tmp_path))} if name == "decathlon" else {}
+        overrides = {"data_root": str(roots[name])} if name in roots else {}
         cfg = C.resolve(name, overrides=overrides)
         assert cfg.preset == name
         assert cfg.train and cfg.space
-    assert set(C.available_presets()) >= {"smoke", "demo", "mini", "decathlon"}
+    assert set(C.available_presets()) >= {"smoke", "demo", "mini", "decathlon", "sketch"}
 
 
 def test_smoke_preset_is_small():
@@ -41,7 +44,7 @@ def test_precedence_preset_then_yaml_then_flags(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"preset": "nope"}, "unknown preset 'nope'; allowed values: decathlon, demo, mini, smoke"),
+        ({"preset": "nope"}, "unknown preset 'nope'; allowed values: decathlon, demo, mini, sketch, smoke"),
         ({"budgets": [0.5, 1.5]}, "budget 1.5 is outside (0, 1]"),
         ({"budgets": [0.0]}, "budget 0.0 is outside (0, 1]"),
         ({"budgets": [-0.25]}, "outside (0, 1]"),
