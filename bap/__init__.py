@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bap._lazy import lazy_exports
 
 _EXPORTS = {
-    "Cost": "bap.cost", "count_cost": "bap.cost", "count_layer_costs": "bap.cost", "reference_cost": "bap.cost",
+    "CompiledDomains": "bap.compiled", "Cost": "bap.cost", "count_cost": "bap.cost", "count_layer_costs": "bap.cost", "reference_cost": "bap.cost",
     "switch_costs": "bap.cost",
     "BudgetConstraint": "bap.losses", "SharingLoss": "bap.losses", "sharing_loss": "bap.losses",
     "union_fraction": "bap.losses", "usage": "bap.losses",
@@ -27,6 +27,7 @@ _EXPORTS = {
 
 __all__ = [
     "BudgetConstraint",
+    "CompiledDomains",
     "Cost",
     "DECATHLON_BASELINE_ERRORS",
     "MultiDomainNetwork",
@@ -77,6 +78,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:
+    from bap.compiled import CompiledDomains
     from bap.cost import Cost, count_cost, count_layer_costs, reference_cost, switch_costs
     from bap.losses import BudgetConstraint, SharingLoss, sharing_loss, union_fraction, usage
     from bap.model import MultiDomainResNet26

@@ -16,23 +16,54 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bap.switches import SwitchedConv2d
+from bap.switches import SwitchedConv2d, pick
 
 InnerLink = tuple[str, str, str]  # (producer conv, its BN, the only conv that reads it), relative to the block
 
 
 class DomainBatchNorm2d(nn.Module):
-    """One BatchNorm2d per domain over the same channels."""
+    """One BatchNorm2d per domain over the same channels.
+
+    ``domain`` is the domain's index: a Python int (eager: that domain's ``nn.BatchNorm2d`` itself), or a 0-dim
+    integer tensor (what :class:`bap.compiled.CompiledDomains` traces, so one graph serves every domain): the
+    domains' parameters are stacked and indexed by the tensor, and in training the running statistics of the
+    indexed domain are updated exactly as its ``nn.BatchNorm2d`` would.
+    """
 
     def __init__(self, num_features: int, num_domains: int) -> None:
         super().__init__()
         self.num_features = num_features
         self.bns = nn.ModuleList(nn.BatchNorm2d(num_features) for _ in range(num_domains))
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
         if self.num_features == 0:  # every filter feeding this BN was pruned
             return x
-        return self.bns[domain](x)
+        if not isinstance(domain, torch.Tensor):
+            return self.bns[domain](x)
+        return self._indexed(x, domain)
+
+    def _indexed(self, x: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+        first = self.bns[0]
+        weight = pick(torch.stack([bn.weight for bn in self.bns]), domain)
+        bias = pick(torch.stack([bn.bias for bn in self.bns]), domain)
+        if not self.training:
+            mean = pick(torch.stack([bn.running_mean for bn in self.bns]), domain)
+            var = pick(torch.stack([bn.running_var for bn in self.bns]), domain)
+            return F.batch_norm(x, mean, var, weight, bias, False, 0.0, first.eps)
+        with torch.no_grad():
+            batch = x.detach().float()
+            batch_mean = batch.mean(dim=(0, 2, 3))
+            batch_var = batch.var(dim=(0, 2, 3), correction=1)
+            for i, bn in enumerate(self.bns):
+                chosen = domain == i
+                tracked = bn.num_batches_tracked + chosen.long()
+                momentum = 1.0 / tracked.clamp_min(1).float() if bn.momentum is None else bn.momentum
+                bn.running_mean.copy_(torch.where(chosen, torch.lerp(bn.running_mean, batch_mean, momentum),
+                                                  bn.running_mean))
+                bn.running_var.copy_(torch.where(chosen, torch.lerp(bn.running_var, batch_var, momentum),
+                                                 bn.running_var))
+                bn.num_batches_tracked.copy_(tracked)
+        return F.batch_norm(x, None, None, weight, bias, True, 0.0, first.eps)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -43,7 +74,7 @@ class ZeroPadShortcut(nn.Module):
         self.extra_channels = out_channels - in_channels
         self.stride = stride
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor | None = None) -> torch.Tensor:
         if self.stride > 1:
             x = F.avg_pool2d(x, self.stride)
         if self.extra_channels > 0:
@@ -61,7 +92,7 @@ class Projection(nn.Sequential):
             DomainBatchNorm2d(out_channels, num_domains),
         )
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return self[1](self[0](x, domain), domain)
 
 
@@ -92,7 +123,7 @@ class BasicBlock(nn.Module):
         self.bn2 = DomainBatchNorm2d(planes, num_domains)
         self.downsample = make_shortcut(shortcut, in_channels, planes, stride, num_domains, **conv)
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x, domain)
         out = F.relu(self.bn1(self.conv1(x, domain), domain))
         out = self.bn2(self.conv2(out, domain), domain)
@@ -118,7 +149,7 @@ class Bottleneck(nn.Module):
         self.bn3 = DomainBatchNorm2d(out_channels, num_domains)
         self.downsample = make_shortcut(shortcut, in_channels, out_channels, stride, num_domains, **conv)
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x, domain)
         out = F.relu(self.bn1(self.conv1(x, domain), domain))
         out = F.relu(self.bn2(self.conv2(out, domain), domain))

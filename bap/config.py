@@ -66,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool | None = None  # torch.compile the training step, one graph for every domain; None = on for CUDA
     cache_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form tags carried into metrics.json
 

@@ -90,14 +90,12 @@ class MultiDomainResNet26(MultiDomainNetwork, family="resnet26"):
             for i, block in enumerate(getattr(self, f"layer{stage}")):
                 yield f"layer{stage}.{i}", block
 
-    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        d = self.domain_index(domain)
+    def forward_features(self, x: torch.Tensor, d: int | torch.Tensor) -> torch.Tensor:
         x = self.stem_bn(self.stem(x, d), d)
         for _, block in self.residual_blocks():
             x = block(x, d)
         x = F.relu(self.head_bn(x, d))
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.heads[d](x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def backbone_state(self, domain: str | None = None) -> dict[str, Any]:

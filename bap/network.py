@@ -48,7 +48,8 @@ def check_num_classes(num_classes: Mapping[str, int]) -> dict[str, int]:
 
 class MultiDomainNetwork(nn.Module):
     """Base of the multi-domain networks: set ``config`` (with ``num_classes``), ``heads`` and the layers in
-    ``__init__`` after calling :meth:`_init_domains`; implement ``forward(x, domain)``."""
+    ``__init__`` after calling :meth:`_init_domains`; implement ``forward_features(x, d)``, everything but the head
+    for domain index ``d`` (an int, or a 0-dim integer tensor: see :mod:`bap.compiled`)."""
 
     family: ClassVar[str] = ""
     config: dict[str, Any]
@@ -79,6 +80,14 @@ class MultiDomainNetwork(nn.Module):
             return self._domain_index[domain]
         except KeyError:
             raise KeyError(f"unknown domain {domain!r}; this model has domains {list(self.domains)}") from None
+
+    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        """Logits of ``x`` for ``domain`` (one of :attr:`domains`)."""
+        d = self.domain_index(domain)
+        return self.heads[d](self.forward_features(x, d))
+
+    def forward_features(self, x: torch.Tensor, d: int | torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     # -- structure -------------------------------------------------------------------------------------------
     def switched_convs(self) -> Iterator[tuple[str, DomainConv]]:

@@ -26,7 +26,7 @@ from torch import nn
 from bap import metrics as M
 from bap.blocks import DomainBatchNorm2d
 from bap.network import MultiDomainNetwork, network_from_config
-from bap.switches import DomainConv, conv_output_size
+from bap.switches import DomainConv, conv_output_size, pick
 
 ARCHITECTURE_FILE = M.ARCHITECTURE_FILE
 WEIGHTS_FILE = M.WEIGHTS_FILE
@@ -58,14 +58,14 @@ class PrunedConv2d(DomainConv):
     def in_masks(self) -> torch.Tensor:
         return self.masks.cpu()
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
         if self.in_channels == 0 or self.out_channels == 0:
             height = conv_output_size(x.shape[-2], self.kernel_size, self.stride, self.padding)
             width = conv_output_size(x.shape[-1], self.kernel_size, self.stride, self.padding)
             return x.new_zeros(x.shape[0], self.out_channels, height, width)
         if self.in_index is not None:
             x = x.index_select(1, self.in_index)
-        weight = self.weight * self.masks[domain].to(self.weight.dtype).view(1, -1, 1, 1)
+        weight = self.weight * pick(self.masks, domain).to(self.weight.dtype).view(1, -1, 1, 1)
         return F.conv2d(x, weight, stride=self.stride, padding=self.padding)
 
     def extra_repr(self) -> str:

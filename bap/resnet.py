@@ -88,15 +88,13 @@ class MultiDomainResNet(MultiDomainNetwork, family="torchvision_resnet"):
         self.features = channels
         self.heads = nn.ModuleList(nn.Linear(channels, n) for n in classes.values())
 
-    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        d = self.domain_index(domain)
+    def forward_features(self, x: torch.Tensor, d: int | torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x, d), d))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         for stage in (1, 2, 3, 4):
             for block in getattr(self, f"layer{stage}"):
                 x = block(x, d)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.heads[d](x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     # -- torchvision weights ---------------------------------------------------------------------------------
     def load_torchvision_state(self, state: Mapping[str, torch.Tensor], source: str = "the state dict") -> None:

@@ -22,6 +22,14 @@ def binarize(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     return hard + (scores - scores.detach())
 
 
+def pick(stacked: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
+    """Row ``domain`` of a per-domain stack. A tensor index is gathered (``index_select``), not read as a Python
+    number, so a compiled graph takes the domain as data (plain indexing by a 0-dim tensor syncs to the host)."""
+    if isinstance(domain, torch.Tensor):
+        return stacked.index_select(0, domain.reshape(1)).squeeze(0)
+    return stacked[domain]
+
+
 def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel_size) // stride + 1
 
@@ -90,9 +98,9 @@ class SwitchedConv2d(DomainConv):
         self.weight.requires_grad_(train_weight)
         self.scores = nn.Parameter(torch.full((num_domains, in_channels), float(switch_init)))
 
-    def switches(self, domain: int) -> torch.Tensor:
+    def switches(self, domain: int | torch.Tensor) -> torch.Tensor:
         """Binary switches of one domain, shape ``(in_channels,)``, with a straight-through gradient."""
-        return binarize(self.scores[domain], self.threshold)
+        return binarize(pick(self.scores, domain), self.threshold)
 
     def in_masks(self) -> torch.Tensor:
         """Boolean ``(num_domains, in_channels)``: which input channels each domain uses."""
@@ -105,7 +113,7 @@ class SwitchedConv2d(DomainConv):
             return x.is_cuda
         return self.form == "kernel"
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, domain: int | torch.Tensor) -> torch.Tensor:
         s = self.switches(domain)
         if self._use_kernel_form(x):
             weight = self.weight * s.to(self.weight.dtype).view(1, -1, 1, 1)
