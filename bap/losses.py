@@ -139,6 +139,14 @@ class BudgetConstraint(nn.Module):
         violation = float(usage_value) - (float(self.budgets[domain]) if target is None else float(target))
         self.multipliers[domain] = max(0.0, float(self.multipliers[domain]) + self.dual_lr * violation)
 
+    @torch.no_grad()
+    def dual_steps(self, usages: torch.Tensor, targets: torch.Tensor) -> None:
+        """:meth:`dual_step` for every domain at once, on the multipliers' device (no host round trip)."""
+        if self.penalty_kind != "lagrangian":
+            return
+        violation = usages.to(self.multipliers) - targets.to(self.multipliers)
+        self.multipliers.copy_((self.multipliers + self.dual_lr * violation).clamp_min(0.0))
+
 
 class SharingLoss(nn.Module):
     """A weighted parameter-sharing loss, optionally with a hinge budget on the union.

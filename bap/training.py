@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from bap import metrics as M
 from bap.budget import BudgetSchedule, enforce_budget, feasible_switches, within_budget
+from bap.compiled import CompiledDomains, resolve_compile
 from bap.config import TrainConfig
 from bap.cost import Cost, count_cost, reference_cost, switch_costs, unpruned_cost
 from bap.data import DomainData, load_data, prepare_batch
@@ -103,6 +104,8 @@ class _Run:
         self.sharing_costs = self.costs if sharing_cost == config.budget_cost else torch.cat(
             switch_costs(model, sharing_cost, self.input_size)).to(device)  # type: ignore[arg-type]
         self.model = to_device_layout(model, device)
+        self.compiled = resolve_compile(config.compile, device)
+        self.forward = CompiledDomains(self.model) if self.compiled else self.model
         domains = len(datasets)
         self.budget = BudgetConstraint([config.budget] * domains, penalty=config.budget_penalty,  # type: ignore[arg-type]
                                        dual_lr=config.dual_lr, hinge_weight=config.hinge_weight).to(device)
@@ -165,16 +168,17 @@ class _Run:
         penalty = sum(self.budget.penalty(usages[d], d, targets[d]) for d in range(len(self.datasets)))
         return switches, usages, targets, penalty + self.sharing(switches, self.sharing_costs)
 
-    def _step(self, step: int, batches: Mapping[str, tuple[torch.Tensor, torch.Tensor]], sums: dict[str, float]
-              ) -> tuple[float, float]:
-        """One optimizer step over a batch of every domain; returns (total loss, raw sharing loss)."""
-        config, model, device = self.config, self.model, self.device
+    def _step(self, step: int, batches: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+              sums: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over a batch of every domain; returns (total loss, raw sharing loss) as tensors on
+        the device, and adds each domain's loss to ``sums`` there: nothing in a step waits for the GPU."""
+        config, device = self.config, self.device
         loss = torch.zeros((), device=device)
         for name, (x, y) in batches.items():
             with autocast(device, config.amp):
-                logits = model(x, name)
+                logits = self.forward(x, name)
             ce = F.cross_entropy(logits.float(), y)
-            sums[name] += float(ce.detach())
+            sums[name] += ce.detach()
             loss = loss + ce
         frozen = self.budget_schedule.frozen(step)  # recovery: only BNs and heads train
         if not frozen:
@@ -186,20 +190,21 @@ class _Run:
         self.optimizer.step()
         self.schedule.step()
         if frozen:
-            return float(loss.detach()), 0.0
+            return loss.detach(), torch.zeros((), device=device)
         self.switch_optimizer.step()
-        for d, value in enumerate(usages.detach().cpu().tolist()):
-            self.budget.dual_step(value, d, float(targets[d]))
-        return float(loss.detach()), float(self.sharing.raw(switches.detach(), self.sharing_costs))
+        self.budget.dual_steps(usages.detach(), targets)
+        with torch.no_grad():
+            return loss.detach(), self.sharing.raw(switches.detach(), self.sharing_costs)
 
     def train_epoch(self, epoch: int, progress: bool) -> dict[str, float]:
         config, device = self.config, self.device
-        generator = generator_for(config.seed, epoch)
+        generator = generator_for(config.seed, epoch, device=device if device.type == "cuda" else "cpu")
         batch = config.batch_size
-        orders = {n: cycled_order(len(d.train.labels), self.steps * batch, generator)
+        orders = {n: cycled_order(len(d.train.labels), self.steps * batch, generator).to(device)
                   for n, d in self.datasets.items()}
-        sums = {name: 0.0 for name in self.datasets}
-        total_loss = sharing_total = 0.0
+        sums = {name: torch.zeros((), device=device) for name in self.datasets}
+        total_loss = torch.zeros((), device=device)
+        sharing_total = torch.zeros((), device=device)
         self.model.train()
         steps = range(self.steps)
         if progress:
@@ -212,15 +217,15 @@ class _Run:
                 self.enforce()
             batches = {}
             for name, data in self.datasets.items():
-                index = orders[name][step * batch : (step + 1) * batch].to(device)
+                index = orders[name][step * batch : (step + 1) * batch]
                 batches[name] = (input_layout(prepare_batch(self.train_images[name][index], data, train=True,
                                                             generator=generator)), self.train_labels[name][index])
             loss, sharing = self._step(global_step, batches, sums)
             total_loss += loss
             sharing_total += sharing
-        out = {M.domain_metric(M.DOMAIN_TRAIN_LOSS, n): s / self.steps for n, s in sums.items()}
-        out[M.TRAIN_LOSS] = total_loss / self.steps
-        out[M.SHARING_LOSS] = sharing_total / self.steps
+        out = {M.domain_metric(M.DOMAIN_TRAIN_LOSS, n): float(s) / self.steps for n, s in sums.items()}
+        out[M.TRAIN_LOSS] = float(total_loss) / self.steps
+        out[M.SHARING_LOSS] = float(sharing_total) / self.steps
         out[M.BUDGET_TARGET] = float(self.budget_schedule.targets(self.budget.budgets, (epoch + 1) * self.steps)[0])
         return out
 

@@ -66,9 +66,20 @@ def prepare_batch(
     else:
         top, left = (height - crop) // 2, (width - crop) // 2
         out = images[:, :, top : top + crop, left : left + crop]
-    # (x / 255 - mean) / std as one multiply-add.
-    mean = torch.tensor(data.mean, dtype=torch.float32)
-    std = torch.tensor(data.std, dtype=torch.float32)
-    scale = (1.0 / (255.0 * std)).to(device).view(1, 3, 1, 1)
-    shift = (-mean / std).to(device).view(1, 3, 1, 1)
+    shift, scale = _normalisation(data.mean, data.std, device)
     return torch.addcmul(shift, out.to(torch.float32), scale)
+
+
+_NORMALISATIONS: dict[tuple[tuple[float, ...], tuple[float, ...], torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x / 255 - mean) / std`` as one multiply-add: its shift and scale on ``device``, made once per domain and
+    device (a fresh host-to-GPU copy per batch would make every training step wait for the GPU)."""
+    key = (tuple(mean), tuple(std), device)
+    if key not in _NORMALISATIONS:
+        m = torch.tensor(mean, dtype=torch.float32)
+        s = torch.tensor(std, dtype=torch.float32)
+        _NORMALISATIONS[key] = ((-m / s).to(device).view(1, 3, 1, 1), (1.0 / (255.0 * s)).to(device).view(1, 3, 1, 1))
+    return _NORMALISATIONS[key]
