@@ -1,0 +1,31 @@
+"""The GPU trial benchmark runs end to end (tiny, on the CPU): its tables and goals are printed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_trial_benchmark_smoke_run():
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_trial.py"), "--smoke"], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "| 16 | switched | True | 8 |" in out and "| 2 | 4 |" in out
+    assert "switched compiled / plain compiled" in out and "one joint epoch over 9 domains" in out
+
+
+def test_gpu_trial_benchmark_needs_cuda_unless_smoke():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the full benchmark would run")
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_trial.py")], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr
