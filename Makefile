@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev,postgres,ui]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,postgres,ui,export]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -18,6 +18,7 @@ _EXPORTS = {
     "switch_costs": "bap.cost",
     "BudgetConstraint": "bap.losses", "SharingLoss": "bap.losses", "sharing_loss": "bap.losses",
     "union_fraction": "bap.losses", "usage": "bap.losses",
+    "export_domain": "bap.export", "single_domain_module": "bap.export",
     "MultiDomainResNet26": "bap.model", "MultiDomainNetwork": "bap.network",
     "MultiDomainResNet": "bap.resnet", "from_torchvision": "bap.resnet",
     "load_pruned": "bap.prune", "prune": "bap.prune", "save_pruned": "bap.prune",
@@ -39,12 +40,14 @@ __all__ = [
     "count_cost",
     "count_layer_costs",
     "decathlon_score",
+    "export_domain",
     "from_torchvision",
     "load_pruned",
     "prune",
     "reference_cost",
     "save_pruned",
     "sharing_loss",
+    "single_domain_module",
     "switch_costs",
     "union_fraction",
     "usage",
@@ -80,6 +83,7 @@ sys.modules[__name__].__class__ = _Package
 if TYPE_CHECKING:
     from bap.compiled import CompiledDomains
     from bap.cost import Cost, count_cost, count_layer_costs, reference_cost, switch_costs
+    from bap.export import export_domain, single_domain_module
     from bap.losses import BudgetConstraint, SharingLoss, sharing_loss, union_fraction, usage
     from bap.model import MultiDomainResNet26
     from bap.network import MultiDomainNetwork
