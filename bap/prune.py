@@ -115,7 +115,10 @@ def _apply_plan(model: MultiDomainNetwork, plan: dict[str, dict[str, Any]]) -> M
         if layer["kept_outputs"] is not None:
             weight = weight[layer["kept_outputs"].to(weight.device)]
         weight = weight[:, layer["kept_inputs"].to(weight.device)]
-        in_index = None if name in fed_by_pruned_producer else layer["kept_inputs"]
+        # no gather where the incoming tensor already is the kept channels: an inner link's consumer, or a conv
+        # that keeps every input (a full copy of the activations otherwise, measured in bench/pruned_latency.py)
+        keeps_all = len(layer["kept_inputs"]) == layer["in_channels"]
+        in_index = None if name in fed_by_pruned_producer or keeps_all else layer["kept_inputs"]
         pruned = PrunedConv2d(weight, layer["masks"], in_index, conv.stride, conv.padding).to(weight.device)
         _replace(model, modules, name, pruned)
         if layer["kept_outputs"] is not None:
@@ -191,5 +194,8 @@ def load_pruned(directory: str | Path, map_location: str | torch.device = "cpu")
             "masks": masks.reshape(len(model.domains), len(layer["kept_inputs"])),
         }
     model = _apply_plan(model, plan)
-    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True))
+    state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
+    # files from before convs that keep every input stopped gathering them hold that (identity) index: not needed
+    state = {k: v for k, v in state.items() if not (k.endswith(".in_index") and k not in model.state_dict())}
+    model.load_state_dict(state)
     return model.to(map_location)

@@ -71,6 +71,19 @@ def test_all_on_prunes_nothing():
     assert count_cost(pruned) == count_cost(model)
 
 
+def test_a_conv_that_keeps_every_input_gathers_nothing_and_older_files_still_load(tmp_path):
+    model = tiny_model().eval()
+    randomize_norms(model)
+    pruned = prune(model).eval()
+    assert all(conv.in_index is None for _, conv in pruned.switched_convs())
+    save_pruned(pruned, tmp_path / "pruned")
+    weights = tmp_path / "pruned" / "model.pt"
+    state = torch.load(weights, weights_only=True)
+    state["stem.in_index"] = torch.arange(3)  # what files written before this change hold
+    torch.save(state, weights)
+    _assert_same_outputs(pruned, load_pruned(tmp_path / "pruned").eval(), torch.randn(2, 3, 16, 16))
+
+
 def test_save_load_roundtrip(tmp_path):
     model = _switched(3)
     pruned = prune(model).eval()
