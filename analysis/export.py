@@ -51,6 +51,7 @@ import pandas as pd
 from analysis.errors import AnalysisError
 from analysis.fronts import budget_groups
 from analysis.load import _client, _first_line, find_sweep, mlflow_records, trial_filter
+from analysis.summary import best_trial, ranked_by
 from analysis.table import FINISHED, RUN_ID, build_table
 from bap import metrics as M
 
@@ -113,17 +114,13 @@ def select_best(table: pd.DataFrame) -> list[str]:
     finished = table[table[FINISHED].fillna(False).astype(bool) & table[M.BUDGET].notna()]
     if finished.empty:
         return []
-    rank = M.SCORE if M.SCORE in finished and finished[M.SCORE].notna().any() else M.MEAN_VAL_ACC
-    acc = finished[M.MEAN_VAL_ACC] if M.MEAN_VAL_ACC in finished else pd.Series(math.nan, index=finished.index)
-    ranked = finished.assign(_rank=finished[rank].fillna(-math.inf) if rank in finished else -math.inf,
-                             _acc=acc.fillna(-math.inf))
+    rank = ranked_by(finished)
     groups, order = budget_groups(finished[M.BUDGET])
     chosen = []
     for group in order:
-        members = ranked[groups.to_numpy() == group]
+        members = finished[groups.to_numpy() == group]
         if not members.empty:
-            best = members.sort_values(["_rank", "_acc"], ascending=False, kind="stable").iloc[0]
-            chosen.append(str(best[RUN_ID]))
+            chosen.append(str(finished.loc[best_trial(members, rank), RUN_ID]))
     return chosen
 
 

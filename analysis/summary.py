@@ -14,6 +14,7 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,8 +86,19 @@ class SummaryData:
     budget_units: list[str] = field(default_factory=list)
 
 
-def _ranked_by(table: pd.DataFrame) -> str:
+def ranked_by(table: pd.DataFrame) -> str:
+    """What "best" means for a sweep: the Decathlon score when a finished trial has one, else the mean val acc."""
     return M.SCORE if M.SCORE in table and table.loc[table[FINISHED], M.SCORE].notna().any() else M.MEAN_VAL_ACC
+
+
+def best_trial(members: pd.DataFrame, rank: str) -> Any:
+    """Index label of the best of ``members`` by ``rank``; ties by the mean val accuracy, then by table order
+    (a missing value or column ranks last)."""
+    def key(column: str) -> pd.Series:
+        return members[column].fillna(-np.inf) if column in members else pd.Series(-np.inf, index=members.index)
+
+    ranked = members.assign(_rank=key(rank), _acc=key(M.MEAN_VAL_ACC))
+    return ranked.sort_values(["_rank", "_acc"], ascending=False, kind="stable").index[0]
 
 
 def _usable(table: pd.DataFrame, data: ParetoData) -> pd.DataFrame:
@@ -105,7 +117,7 @@ def budget_summary(table: pd.DataFrame, data: ParetoData, rank: str | None = Non
         ``union_params_ratio``, ``union_macs``, ``union_macs_ratio``, ``union_flops``, ``hv_params``, ``hv_macs``,
         ``hv_3d``.
     """
-    rank = rank or _ranked_by(table)
+    rank = rank or ranked_by(table)
     usable = _usable(table, data)
     groups = data.points_of(TARGET_MEAN).set_index("trial")[BUDGET_GROUP]
     volumes = data.hypervolumes[data.hypervolumes[TARGET] == TARGET_MEAN].set_index(BUDGET_GROUP)
@@ -114,8 +126,7 @@ def budget_summary(table: pd.DataFrame, data: ParetoData, rank: str | None = Non
         members = usable if group == ACROSS_BUDGETS else usable[groups.reindex(usable.index).to_numpy() == group]
         if members.empty:
             continue
-        ranked = members.assign(_rank=members[rank].fillna(-np.inf), _acc=members[M.MEAN_VAL_ACC].fillna(-np.inf))
-        best = members.loc[ranked.sort_values(["_rank", "_acc"], ascending=False, kind="stable").index[0]]
+        best = members.loc[best_trial(members, rank)]
         row = {
             BUDGET_GROUP: group, "trials": len(members), "best_trial": best[TRIAL_ID],
             M.SCORE: best.get(M.SCORE, math.nan), M.MEAN_VAL_ACC: best[M.MEAN_VAL_ACC],
@@ -196,7 +207,7 @@ def summary_data(
         return float(values.median()) if len(values) else math.nan
 
     return SummaryData(
-        title=title, source=source, counts={str(k): int(v) for k, v in counts.items()}, ranked_by=_ranked_by(table),
+        title=title, source=source, counts={str(k): int(v) for k, v in counts.items()}, ranked_by=ranked_by(table),
         budgets=budget_summary(table, data), front=pareto_set(table, data), targets=target_summary(data),
         reference=dict(data.reference), reference_params=constant(REFERENCE_PARAMS),
         reference_macs=constant(REFERENCE_MACS), model=model, figures=list(figures), notes=list(notes),
