@@ -18,7 +18,7 @@ _EXPORTS = {
     "switch_costs": "bap.cost",
     "BudgetConstraint": "bap.losses", "SharingLoss": "bap.losses", "sharing_loss": "bap.losses",
     "union_fraction": "bap.losses", "usage": "bap.losses",
-    "export_domain": "bap.export", "single_domain_module": "bap.export",
+    "export_domain": "bap.export", "single_domain_module": "bap.export", "measure_latency": "bap.latency",
     "MultiDomainResNet26": "bap.model", "MultiDomainNetwork": "bap.network",
     "MultiDomainResNet": "bap.resnet", "from_torchvision": "bap.resnet",
     "load_pruned": "bap.prune", "prune": "bap.prune", "save_pruned": "bap.prune",
@@ -43,6 +43,7 @@ __all__ = [
     "export_domain",
     "from_torchvision",
     "load_pruned",
+    "measure_latency",
     "prune",
     "reference_cost",
     "save_pruned",
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
     from bap.compiled import CompiledDomains
     from bap.cost import Cost, count_cost, count_layer_costs, reference_cost, switch_costs
     from bap.export import export_domain, single_domain_module
+    from bap.latency import measure_latency
     from bap.losses import BudgetConstraint, SharingLoss, sharing_loss, union_fraction, usage
     from bap.model import MultiDomainResNet26
     from bap.network import MultiDomainNetwork

@@ -36,6 +36,8 @@ HELP = {
     "width": "resnet26 only: width multiplier (1.0 = the Decathlon network)",
     "blocks": "resnet26 only: BasicBlocks per stage (4 = ResNet-26)",
     "device": "auto | cpu | cuda",
+    "latency_min_time_s": "seconds each latency measurement of the pruned network runs at the end (every domain, "
+                          "batch 1 and 64, CPU and the run's GPU); 0 = no timing",
     "compile": "torch.compile the training step, one graph serving every domain (default: on for CUDA, off on CPU)",
 }
 
@@ -117,5 +119,12 @@ def run(args: argparse.Namespace) -> int:
           f"{union[M.COST_MACS] / 1e6:.2f} M MACs = {union[M.COST_FLOPS] / 1e6:.2f} M FLOPs "
           f"({union[M.COST_MACS_RATIO]:.3f}x)")
     print(f"pruned/switched agreement on val: {result[M.PRUNED_AGREEMENT]:.4f}")
+    latency = result.get(M.JSON_LATENCY) or {}
+    if latency:
+        b1, b64 = (M.latency_metric("cpu", b) for b in M.LATENCY_BATCHES)
+        ratio = M.latency_metric("cpu", 64, M.LATENCY_RATIO)
+        print(f"CPU latency of the slowest domain ({int(latency[M.LATENCY_THREADS])} threads, "
+              f"{int(latency[M.LATENCY_NEIGHBOURS])} other runs on this machine): {latency[b1]:.2f} ms at batch 1, "
+              f"{latency[b64]:.1f} ms per batch of 64 ({latency[ratio]:.2f}x the unpruned network's)")
     print(f"wrote {out / M.METRICS_FILE}")
     return 0

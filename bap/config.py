@@ -68,6 +68,9 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool | None = None  # torch.compile the training step, one graph for every domain; None = on for CUDA
     cache_dir: str | None = None
+    # seconds each latency measurement of the pruned network runs at the end (bap.latency: every domain, batch 1 and
+    # 64, on the CPU and on the run's GPU); 0 = no timing
+    latency_min_time_s: float = 0.2
     extra: dict[str, Any] = field(default_factory=dict)  # free-form tags carried into metrics.json
 
     def __post_init__(self) -> None:
@@ -107,7 +110,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1) (a fraction of the run's steps), got {getattr(self, name)}")
         if self.budget_anneal + self.recovery > 1.0:
             raise ValueError(f"budget_anneal + recovery must be <= 1, got {self.budget_anneal} + {self.recovery}")
-        for name in ("sharing_weight", "weight_decay", "dual_lr", "hinge_weight"):
+        for name in ("sharing_weight", "weight_decay", "dual_lr", "hinge_weight", "latency_min_time_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("epochs", "batch_size", "eval_batch_size", "blocks"):

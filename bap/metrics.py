@@ -41,11 +41,35 @@ RESUMED_FROM_EPOCH = "resumed_from_epoch"  # reported by a sweep trial: the epoc
 FEASIBLE_MEAN_VAL_ACC = "feasible_mean_val_acc"
 FEASIBLE_SCORE = "feasible_score"
 BUDGET_TARGET = "budget_target"  # the annealed target usage at the end of the epoch (1.0 -> budget)
+# Measured inference latency of the pruned network, final report only (bap.latency): each domain's deployable
+# single-domain network (bap.export.single_domain_module: its unused channels removed) is timed with the torch threads
+# the run was given, next to the same domain's unpruned network timed in the same run. Per domain under
+# domain_metric(name, d); the flat value is the slowest domain's (as UNION_MACS is the worst domain's).
+LATENCY_THREADS = "latency_threads"  # torch threads the CPU timing used
+LATENCY_NEIGHBOURS = "latency_neighbours"  # other training runs live on this machine while it timed (0 = alone)
+LATENCY_DEVICES = ("cpu", "cuda")  # cuda only when the run trained on a GPU
+LATENCY_BATCHES = (1, 64)
+LATENCY_MS, LATENCY_RATIO = "ms", "ratio"  # milliseconds per call of a whole batch | pruned ms / unpruned ms
+
+
+def latency_metric(device: str, batch: int, kind: str = LATENCY_MS) -> str:
+    """Name of a latency metric: ``latency_metric("cpu", 64) == "latency_cpu_b64_ms"`` (ms per batch of 64),
+    ``latency_metric("cpu", 1, "ratio") == "latency_cpu_b1_ratio"`` (the pruned over the unpruned network's ms)."""
+    if device not in LATENCY_DEVICES or batch not in LATENCY_BATCHES or kind not in (LATENCY_MS, LATENCY_RATIO):
+        raise ValueError(f"no latency metric for device {device!r}, batch {batch!r}, kind {kind!r}; allowed: device "
+                         f"{'|'.join(LATENCY_DEVICES)}, batch {'|'.join(map(str, LATENCY_BATCHES))}, kind ms|ratio")
+    return f"latency_{device}_b{batch}_{kind}"
+
+
+LATENCY_METRICS: tuple[str, ...] = tuple(
+    latency_metric(device, batch, kind)
+    for device in LATENCY_DEVICES for batch in LATENCY_BATCHES for kind in (LATENCY_MS, LATENCY_RATIO))
 
 FLAT_METRICS: tuple[str, ...] = (
     EPOCH, BUDGET, MEAN_VAL_ACC, SCORE, UNION_PARAMS, UNION_MACS, UNION_PARAMS_RATIO, UNION_MACS_RATIO,
     UNPRUNED_PARAMS, UNPRUNED_MACS, PRUNED_AGREEMENT, TRAIN_LOSS, SHARING_LOSS, SHARING_WEIGHT,
     ENFORCED_SWITCHES_OFF, RESUMED_FROM_EPOCH, FEASIBLE_MEAN_VAL_ACC, FEASIBLE_SCORE, BUDGET_TARGET,
+    LATENCY_THREADS, LATENCY_NEIGHBOURS, *LATENCY_METRICS,
 )
 
 # Per-domain metrics: domain_metric(VAL_ACC, "svhn") -> "val_acc/svhn".
@@ -63,6 +87,7 @@ DUAL = "dual"  # Lagrange multiplier of the domain's budget constraint
 
 PER_DOMAIN: tuple[str, ...] = (
     VAL_ACC, FEASIBLE_VAL_ACC, TEST_ACC, DOMAIN_TRAIN_LOSS, USAGE, SWITCHES_ON, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, DUAL,
+    *LATENCY_METRICS,
 )
 
 
@@ -84,6 +109,14 @@ def feasible(objective: str) -> str:
     """The budget-feasible twin of an objective (``mean_val_acc`` -> ``feasible_mean_val_acc``): what the search and
     early stopping rank at every epoch. Equal to the objective in a trial's final report."""
     return FEASIBLE.get(objective, objective)
+
+
+def is_measured(key: str) -> bool:
+    """True for a metric that is measured, not computed (latency, its threads and neighbours): a run repeated with
+    the same seed reproduces every metric except these."""
+    split = split_domain_metric(key)
+    name = key if split is None else split[0]
+    return name in LATENCY_METRICS or name in (LATENCY_THREADS, LATENCY_NEIGHBOURS)
 
 
 def is_known_metric(key: str) -> bool:
@@ -115,6 +148,7 @@ JSON_INPUT_SIZE = "input_size"  # (C, H, W) the costs were counted at
 JSON_HISTORY = "history"  # every epoch's flat metrics
 JSON_BACKBONE = "backbone"  # the backbone checkpoint the run started from
 JSON_WALL_SECONDS = "wall_seconds"
+JSON_LATENCY = "latency"  # {device, threads, neighbours, min_time_s, ms: {domain: {metric: value}}, flat metrics}
 # Keys inside JSON_UNION / JSON_REFERENCE / JSON_UNPRUNED.
 COST_PARAMS = "params"
 COST_MACS = "macs"
@@ -162,6 +196,7 @@ TAG_NOTE = "mlflow.note.content"  # MLflow's own: a run's (or experiment's) desc
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's own: which UI view an experiment opens in (3.x)
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
 UI_TRAINING_VIEW = "workflowType=machine_learning"  # the MLflow UI's URL parameter for its model-training view
+TAG_LATENCY_RETIMED = "bap.latency_retimed"  # when the latency metrics were re-measured alone (python -m analysis.retime)
 TAG_NODES = "bap.nodes"  # the Ray node addresses a trial ran on, in order (more than one after a node was lost)
 TUNE_NODE_IP = "node_ip"  # Tune's own key, in every reported result: the address of the node that reported it
 
@@ -177,7 +212,7 @@ HEADLINE_METRICS: dict[str, str] = {
 MLFLOW_TAGS: tuple[str, ...] = (
     TAG_PARENT_RUN, TAG_SWEEP_ID, TAG_ROLE, TAG_TRIAL_ID, TAG_PRESET, TAG_MODE, TAG_OBJECTIVE, TAG_BUDGET,
     TAG_SHARING, TAG_OPTUNA_STUDY, TAG_OPTUNA_TRIAL, TAG_RESTARTS, TAG_ORPHANED, TAG_PREVIOUS_TRIAL,
-    TAG_STOPPED_EARLY, TAG_ERROR, TAG_TRAIN_DIR, TAG_RESUMED_AT, TAG_NODES,
+    TAG_STOPPED_EARLY, TAG_ERROR, TAG_TRAIN_DIR, TAG_RESUMED_AT, TAG_NODES, TAG_LATENCY_RETIMED,
 )
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -42,7 +42,9 @@ from bap.cost import Cost, count_cost, reference_cost, switch_costs, unpruned_co
 from bap.data import DomainData, load_data, prepare_batch
 from bap.entrypoint import Report
 from bap.evaluate import accuracies, predict
+from bap.latency import measure_latency
 from bap.losses import BudgetConstraint, SharingLoss, usage
+from bap.neighbours import registered_run
 from bap.network import MultiDomainNetwork, build_network
 from bap.pretrain import ensure_backbone
 from bap.prune import prune, save_pruned
@@ -347,6 +349,15 @@ def train(
     if resume_from is not None:
         state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device, weights_only=False)
         run.load_state_dict(state)
+    with registered_run():
+        result = _epochs(run, out_dir, report, progress, started)
+    if not result:  # resumed from the final checkpoint: nothing left to train
+        result = json.loads((out_dir / M.METRICS_FILE).read_text())
+    return result
+
+
+def _epochs(run: _Run, out_dir: Path, report: Report | None, progress: bool, started: float) -> dict[str, Any]:
+    config = run.config
     result: dict[str, Any] = {}
     for epoch in range(run.start_epoch, config.epochs):
         epoch_metrics = run.train_epoch(epoch, progress)
@@ -367,8 +378,6 @@ def train(
             print(_summary_line(epoch_metrics, config.epochs), flush=True)
         if report is not None:
             report(dict(epoch_metrics), checkpoint)
-    if not result:  # resumed from the final checkpoint: nothing left to train
-        result = json.loads((out_dir / M.METRICS_FILE).read_text())
     return result
 
 
@@ -389,6 +398,8 @@ def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapp
     agreement = agree / max(total, 1)
     final[M.PRUNED_AGREEMENT] = agreement
     save_pruned(pruned, out_dir / M.PRUNED_DIR)
+    latency = _latency(run, pruned)
+    final.update(latency)
     test_predictions = {n: predict(pruned, d, "test", device=run.device, batch_size=run.config.eval_batch_size)
                         for n, d in run.datasets.items() if len(d.test.labels)}
     test_accs = accuracies(test_predictions, run.datasets, "test")
@@ -402,6 +413,8 @@ def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapp
         entry[M.ENFORCED_SWITCHES_OFF] = enforced.get(name, 0)
         if name in test_accs:
             entry[M.TEST_ACC] = test_accs[name]
+        entry.update({split[0]: value for key, value in latency.items()
+                      if (split := M.split_domain_metric(key)) is not None and split[1] == name})
         domains[name] = entry
     result = {
         M.BUDGET: run.config.budget,
@@ -415,12 +428,25 @@ def _finish(run: _Run, out_dir: Path, final: dict[str, float], predictions: Mapp
         M.ENFORCED_SWITCHES_OFF: int(sum(enforced.values())),
         M.JSON_INPUT_SIZE: list(run.input_size),
         M.JSON_BACKBONE: run.backbone,
+        M.JSON_LATENCY: {key: value for key, value in latency.items() if M.split_domain_metric(key) is None},
         M.JSON_WALL_SECONDS: round(time.perf_counter() - started, 2),
         M.JSON_HISTORY: [*run.history, dict(final)],
         M.JSON_CONFIG: run.config.to_dict(),
     }
     (out_dir / M.METRICS_FILE).write_text(json.dumps(result, indent=1))
     return result
+
+
+def _latency(run: _Run, pruned: MultiDomainNetwork) -> dict[str, float]:
+    """The pruned network's measured latency (bap.latency): on the CPU, and on the run's GPU when it has one."""
+    seconds = run.config.latency_min_time_s
+    if seconds <= 0:
+        return {}
+    out = measure_latency(pruned, run.input_size, min_time_s=seconds)
+    if run.device.type == "cuda":
+        out.update({k: v for k, v in measure_latency(pruned, run.input_size, device="cuda", min_time_s=seconds).items()
+                    if k not in (M.LATENCY_THREADS, M.LATENCY_NEIGHBOURS)})
+    return out
 
 
 def _cost_entry(cost: Cost, reference: Cost | None = None) -> dict[str, float]:

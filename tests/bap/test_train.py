@@ -11,13 +11,19 @@ from bap.config import TrainConfig
 from bap.train import latest_checkpoint, train
 
 TINY_RUN = {"width": 0.125, "blocks": 1, "steps_per_epoch": 3, "batch_size": 16, "pretrain_epochs": 0,
-            "epochs": 2, "domains": ("digits", "signs", "textures"), "device": "cpu"}
+            "epochs": 2, "domains": ("digits", "signs", "textures"), "device": "cpu", "latency_min_time_s": 0.02}
 USAGE_TOLERANCE = 1e-6  # the final enforcement makes usage <= budget exactly (float rounding only)
 
 
 def _strip(result):
-    """The result without its wall time, as JSON text (so NaN == NaN)."""
-    return json.dumps({k: v for k, v in result.items() if k != "wall_seconds"}, sort_keys=True)
+    """The result without what is measured rather than computed (wall time, latency), as JSON text (NaN == NaN)."""
+    def computed(value):
+        if isinstance(value, dict):
+            return {k: computed(v) for k, v in value.items() if not M.is_measured(k)}
+        return [computed(v) for v in value] if isinstance(value, list) else value
+
+    kept = {k: computed(v) for k, v in result.items() if k not in (M.JSON_WALL_SECONDS, M.JSON_LATENCY)}
+    return json.dumps(kept, sort_keys=True)
 
 
 def test_tiny_run_keeps_the_budget_and_prunes_exactly(tmp_path, mini_data):
@@ -38,6 +44,10 @@ def test_tiny_run_keeps_the_budget_and_prunes_exactly(tmp_path, mini_data):
     assert sum(p.numel() for p in pruned.parameters()) == saved[M.JSON_UNION]["params"]
     final = reports[-1][0]
     assert final[M.PRUNED_AGREEMENT] == 1.0 and final[M.UNION_PARAMS] == saved[M.JSON_UNION]["params"]
+    b1 = M.latency_metric("cpu", 1)
+    assert final[b1] > 0 and saved[M.JSON_LATENCY][b1] == final[b1]  # the pruned network, timed at the end
+    assert all(saved[M.JSON_DOMAINS][d][b1] == final[M.domain_metric(b1, d)] for d in TINY_RUN["domains"])
+    assert not any(M.is_measured(k) for m, _ in reports[:-1] for k in m)
     assert (reports[-1][1] / "state.pt").is_file()
 
 
@@ -52,7 +62,7 @@ def test_every_reported_metric_and_metrics_json_key_is_in_the_vocabulary(tmp_pat
     assert M.is_finished(reports[-1]) and not any(M.is_finished(m) for m in reports[:-1])
     known_json = {M.BUDGET, M.MEAN_VAL_ACC, M.SCORE, M.PRUNED_AGREEMENT, M.ENFORCED_SWITCHES_OFF, M.JSON_DOMAINS,
                   M.JSON_UNION, M.JSON_REFERENCE, M.JSON_UNPRUNED, M.JSON_CONFIG, M.JSON_INPUT_SIZE, M.JSON_HISTORY,
-                  M.JSON_BACKBONE, M.JSON_WALL_SECONDS}
+                  M.JSON_BACKBONE, M.JSON_WALL_SECONDS, M.JSON_LATENCY}
     assert set(result) == known_json
     costs = {M.COST_PARAMS, M.COST_MACS, M.COST_FLOPS, M.COST_PARAMS_RATIO, M.COST_MACS_RATIO}
     assert set(result[M.JSON_UNION]) == set(result[M.JSON_UNPRUNED]) == costs
@@ -96,6 +106,7 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path, mini_d
         ({"optimizer": "lbfgs"}, r"optimizer must be one of"),
         ({"colour": 1}, r"unknown training config keys \['colour'\]"),
         ({"switch_init": 0.001}, "switch_init .* must be above switch_threshold"),
+        ({"latency_min_time_s": -1.0}, "latency_min_time_s must be >= 0"),
     ],
 )
 def test_bad_config(override, message):

@@ -1,0 +1,113 @@
+"""Measured inference latency of a pruned multi-domain network, next to the unpruned one, per domain.
+
+What is timed is what a deployment runs: each domain's plain single-domain network
+(:func:`bap.export.single_domain_module`: the domain's unused channels removed, its BNs and head), eval mode, under
+``torch.inference_mode``, with random images of the run's input size. Beside it, in the same call, the same
+domain's *unpruned* network (every switch on, rebuilt from the model's config) is timed the same way, so the ratio
+``pruned ms / unpruned ms`` is measured side by side on the same machine under the same load -- the figure to set
+against the MACs ratio. Timing is ``torch.utils.benchmark``'s ``blocked_autorange`` (median over blocks, warm-up
+first, CUDA synchronised), pruned and unpruned alternating per batch size.
+
+:func:`measure_latency` returns metrics under :mod:`bap.metrics`' names: per domain ``latency_<device>_b<batch>_ms/<d>``
+(ms per call of a whole batch) and ``..._ratio/<d>``; flat, the slowest domain's ms and ``max ms / max unpruned
+ms``; ``latency_threads`` (the torch threads used) and ``latency_neighbours`` (other training runs live on this
+machine while it timed, :mod:`bap.neighbours`: above 0 the times are noisy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+from bap import metrics as M
+from bap.export import single_domain_module
+from bap.neighbours import other_runs
+from bap.network import MultiDomainNetwork, network_from_config
+
+__all__ = ["DEFAULT_MIN_TIME_S", "measure_latency", "time_module", "unpruned_network"]
+
+DEFAULT_MIN_TIME_S = 0.2
+
+
+def unpruned_network(model: MultiDomainNetwork) -> MultiDomainNetwork:
+    """A network of ``model``'s architecture with every switch on (fresh weights: only its shapes are timed)."""
+    dense = network_from_config(model.config, model.family)
+    for domain in dense.domains:
+        dense.set_switch_state(domain, {name: torch.ones(conv.in_channels, dtype=torch.bool)
+                                        for name, conv in dense.switched_convs()})
+    return dense.eval()
+
+
+def time_module(module: nn.Module, input_size: tuple[int, int, int], batch: int, *,
+                device: str | torch.device = "cpu", min_time_s: float = DEFAULT_MIN_TIME_S,
+                threads: int | None = None) -> float:
+    """Median milliseconds of one ``module(x)`` call on a batch of ``batch`` random images of ``input_size``."""
+    device = torch.device(device)
+    module = module.to(device).eval()
+    x = torch.randn(batch, *input_size, device=device)
+    timer = benchmark.Timer(stmt="run(x)", globals={"run": _inference(module), "x": x},
+                            num_threads=threads or torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_time_s).median * 1e3
+
+
+def _inference(module: nn.Module):  # noqa: ANN202 - a closure for the timer's statement
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x)
+
+    return run
+
+
+def measure_latency(
+    model: MultiDomainNetwork,
+    input_size: tuple[int, int, int],
+    *,
+    domains: Sequence[str] | None = None,
+    device: str = "cpu",
+    min_time_s: float = DEFAULT_MIN_TIME_S,
+    threads: int | None = None,
+    batches: Sequence[int] = M.LATENCY_BATCHES,
+) -> dict[str, float]:
+    """Time ``model``'s domains (a pruned or a switched network) and their unpruned twins on ``device``.
+
+    Args:
+        model: the network; left unchanged (its single-domain modules are copies).
+        input_size: ``(C, H, W)`` the network sees.
+        domains: which domains (default: all); the flat metrics cover these.
+        device: ``"cpu"`` or ``"cuda"``.
+        min_time_s: seconds each measurement runs at least (``blocked_autorange``'s ``min_run_time``).
+        threads: torch threads for the timing (default: ``torch.get_num_threads()``, what the run was given).
+        batches: batch sizes, each one of :data:`bap.metrics.LATENCY_BATCHES`.
+
+    Raises:
+        ValueError: an unknown device or batch size, naming the allowed values; KeyError: an unknown domain.
+    """
+    if device not in M.LATENCY_DEVICES:
+        raise ValueError(f"latency device {device!r} is not one of {', '.join(M.LATENCY_DEVICES)}")
+    names = list(model.domains if domains is None else domains)
+    for name in names:
+        model.domain_index(name)
+    threads = threads or torch.get_num_threads()
+    neighbours = other_runs()
+    dense = unpruned_network(model)
+    out: dict[str, float] = {}
+    slowest: dict[int, tuple[float, float]] = {}
+    for name in names:
+        pruned, unpruned = single_domain_module(model, name), single_domain_module(dense, name)
+        for batch in batches:
+            ms_name = M.latency_metric(device, batch)
+            ms = time_module(pruned, input_size, batch, device=device, min_time_s=min_time_s, threads=threads)
+            ref = time_module(unpruned, input_size, batch, device=device, min_time_s=min_time_s, threads=threads)
+            out[M.domain_metric(ms_name, name)] = ms
+            out[M.domain_metric(M.latency_metric(device, batch, M.LATENCY_RATIO), name)] = ms / ref
+            worst_ms, worst_ref = slowest.get(batch, (0.0, 0.0))
+            slowest[batch] = (max(worst_ms, ms), max(worst_ref, ref))
+    for batch, (ms, ref) in slowest.items():
+        out[M.latency_metric(device, batch)] = ms
+        out[M.latency_metric(device, batch, M.LATENCY_RATIO)] = ms / ref
+    out[M.LATENCY_THREADS] = float(threads)
+    out[M.LATENCY_NEIGHBOURS] = float(max(neighbours, other_runs()))
+    return out
