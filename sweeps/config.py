@@ -26,6 +26,16 @@ from bap import metrics as M
 PRESET_DIR = Path(__file__).with_name("presets")
 MODES = ("grid", "pareto")
 OBJECTIVES = (M.MEAN_VAL_ACC, M.SCORE)
+# Costs a pareto-mode study minimises beside the objective: name -> the metric of a trial's final report. Latency is
+# the measured CPU latency ratio (pruned / unpruned, timed side by side in the trial: a slower or busier node slows
+# both, so trials on different nodes compare), at batch 1 or 64.
+PARETO_COSTS: dict[str, str] = {
+    "macs": M.UNION_MACS_RATIO,
+    "params": M.UNION_PARAMS_RATIO,
+    "latency_b1": M.latency_metric("cpu", 1, M.LATENCY_RATIO),
+    "latency_b64": M.latency_metric("cpu", 64, M.LATENCY_RATIO),
+}
+LATENCY_COSTS = ("latency_b1", "latency_b64")
 SAMPLERS = ("tpe", "nsga2", "random")
 DATA_SHARING = ("object_store", "cache")
 DATA_KINDS = ("mini", "decathlon", "sketch")
@@ -77,6 +87,9 @@ class SweepConfig:
         budget_range: ``[low, high]`` searched in ``pareto`` mode, within (0, 1].
         num_samples: trials per budget (``grid``) or in total (``pareto``).
         objective: what the search maximises: ``mean_val_acc`` or ``score`` (Decathlon score).
+        pareto_costs: what a ``pareto`` study minimises beside the objective (:data:`PARETO_COSTS`): ``macs``,
+            ``params`` (union ratios), ``latency_b1``, ``latency_b64`` (measured CPU latency ratios; the trials must
+            time their models, ``train.latency_min_time_s > 0``).
         sampler: Optuna sampler, pinned explicitly: ``tpe``, ``nsga2`` or ``random``.
         train: fixed ``TrainConfig`` values (the search space overrides the searched ones).
         space: search space: ``{field: {choice|uniform|loguniform|int: ...}}``, or a plain value to fix a field.
@@ -91,14 +104,17 @@ class SweepConfig:
         "sweep name (Tune folder, MLflow parent run, Optuna study); default <preset>-<date-time>, or the newest "
         "such sweep with --resume"))
     mode: str = field(default="grid", metadata=flag(
-        "grid: one single-objective study per budget; pareto: one multi-objective study (objective up, union MACs "
-        "and params down)", choices=MODES))
+        "grid: one single-objective study per budget; pareto: one multi-objective study (objective up, "
+        "--pareto-costs down: by default union MACs and params)", choices=MODES))
     budgets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0], metadata=flag(
         "budget grid for grid mode, comma separated, each in (0, 1], e.g. 0.25,0.5", floats=True))
     budget_range: list[float] = field(default_factory=lambda: [0.1, 1.0], metadata=flag(
         "low,high of the budget searched in pareto mode", floats=True))
     num_samples: int = field(default=4, metadata=flag("trials per budget (grid) or in total (pareto)"))
     objective: str = field(default=M.MEAN_VAL_ACC, metadata=flag("what the search maximises", choices=OBJECTIVES))
+    pareto_costs: list[str] = field(default_factory=lambda: ["macs", "params"], metadata=flag(
+        f"pareto mode: the costs minimised beside the objective, comma separated, from {', '.join(PARETO_COSTS)} "
+        "(latency: the measured CPU latency ratio of the pruned model, batch 1 or 64)"))
     sampler: str = field(default="tpe", metadata=flag("Optuna sampler (pinned explicitly)", choices=SAMPLERS))
     seed: int = field(default=0, metadata=flag("sampler seed (trial seeds: --set seed=N)"))
     start_from_defaults: bool = field(default=True, metadata=flag(
@@ -283,8 +299,9 @@ def from_mapping(values: Mapping[str, Any]) -> SweepConfig:
     for key in ("budgets", "budget_range"):
         if key in kwargs and kwargs[key] is not None:
             kwargs[key] = parse_float_list(kwargs[key], key)
-    if isinstance(kwargs.get("domains"), str):
-        kwargs["domains"] = [d for d in re.split(r"[,\s]+", kwargs["domains"]) if d]
+    for key in ("domains", "pareto_costs"):
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = [d for d in re.split(r"[,\s]+", kwargs[key]) if d]
     for key in ("train", "space"):
         if kwargs.get(key) is None:
             kwargs[key] = {}
@@ -299,12 +316,23 @@ def _check_budget(value: float, what: str) -> None:
         raise ConfigError(f"{what} {value!r} is outside (0, 1]; budgets are fractions of the full network, e.g. 0.25")
 
 
+def _check_pareto_costs(cfg: SweepConfig) -> None:
+    costs = cfg.pareto_costs
+    if not isinstance(costs, list) or not costs or any(c not in PARETO_COSTS for c in costs):
+        raise ConfigError(f"pareto_costs {costs!r} must be a non-empty list of {', '.join(PARETO_COSTS)}")
+    if len(set(costs)) != len(costs):
+        raise ConfigError(f"pareto_costs {costs} repeats a value")
+    if cfg.mode != "pareto" and costs != ["macs", "params"]:
+        raise ConfigError(f"pareto_costs applies to --mode pareto only (this sweep's mode is {cfg.mode!r})")
+
+
 def validate(cfg: SweepConfig) -> SweepConfig:
     """Static checks (no imports of the training code, no network). Raises ConfigError."""
     if cfg.mode not in MODES:
         raise ConfigError(f"unknown mode {cfg.mode!r}; allowed values: {', '.join(MODES)}")
     if cfg.objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective {cfg.objective!r}; allowed values: {', '.join(OBJECTIVES)}")
+    _check_pareto_costs(cfg)
     if cfg.sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {cfg.sampler!r}; allowed values: {', '.join(SAMPLERS)}")
     if cfg.data_sharing not in DATA_SHARING:

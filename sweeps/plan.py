@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bap.entrypoint import load_entrypoint
+from sweeps import config as C
 from sweeps.config import ConfigError, SweepConfig
 from sweeps.faults import FAULT_ENV, parse_fault
 
@@ -145,4 +146,8 @@ def plan(cfg: SweepConfig) -> SweepPlan:
     defaults = run_defaults(cfg, fixed)
     if defaults.get("epochs") is None:
         raise ConfigError(f"the entry point {cfg.entrypoint!r} has no default epochs: set train.epochs")
+    timed = [c for c in cfg.pareto_costs if c in C.LATENCY_COSTS]
+    if cfg.multi_objective and timed and not (defaults.get("latency_min_time_s") or 0) > 0:
+        raise ConfigError(f"pareto_costs {', '.join(timed)} needs each trial to time its pruned model: "
+                          "latency_min_time_s must be > 0 (--set latency_min_time_s=0.2)")
     return SweepPlan(cfg, sweep, domains, fixed, defaults, int(defaults["epochs"]), fault)

@@ -7,7 +7,8 @@ studies, one study per budget.
 * **Samplers** are pinned (Optuna 5 changed the multi-objective default from NSGA-II to TPE).
 * **Modes**: ``grid`` runs one single-objective study per budget (``<sweep>/budget=0.25``, ...) behind one Tune
   searcher (:class:`PerBudgetSearch`, round-robin over budgets); ``pareto`` runs one multi-objective study
-  (objective up, union MACs ratio down, union params ratio down).
+  (objective up; down, ``pareto_costs``: by default the union MACs and params ratios, or the measured latency
+  ratio a trial reports at its end -- Tune is shown only the objective, which every epoch's result carries).
 * **Ask and tell** (:class:`AskTellSearcher`): ``study.ask()`` and the define-by-run space
   (:class:`sweeps.space.SpaceSampler`) give a trial's config; intermediate results go to ``trial.report`` (single
   objective); the end goes to ``study.tell(number, values, state=..., skip_if_finished=True)``: COMPLETE when the
@@ -35,17 +36,19 @@ from ray.tune.search.searcher import Searcher
 
 from bap import metrics as M
 from sweeps import _ray_compat
+from sweeps.config import PARETO_COSTS
 
 logger = logging.getLogger(__name__)
 
 
-def objectives(objective: str, multi_objective: bool) -> tuple[list[str], list[str]]:
+def objectives(objective: str, multi_objective: bool,
+               costs: Sequence[str] = ("macs", "params")) -> tuple[list[str], list[str]]:
     """(metrics, modes) the study optimises: the objective's budget-feasible twin (:func:`bap.metrics.feasible`:
-    what the trial would deliver now, equal to the objective in its final report), and in pareto mode the union
-    MACs and params ratios."""
+    what the trial would deliver now, equal to the objective in its final report), and in pareto mode the costs
+    (names of :data:`sweeps.config.PARETO_COSTS`; by default the union MACs and params ratios)."""
     ranked = M.feasible(objective)
     if multi_objective:
-        return [ranked, M.UNION_MACS_RATIO, M.UNION_PARAMS_RATIO], ["max", "min", "min"]
+        return [ranked, *(PARETO_COSTS[c] for c in costs)], ["max", *("min" for _ in costs)]
     return [ranked], ["max"]
 
 
@@ -114,7 +117,13 @@ class AskTellSearcher(Searcher):
 
     def __init__(self, space: Any, metric: str | list[str], mode: str | list[str], *, sampler: Any,
                  study_name: str, storage: str, first: Mapping[str, Any] | None = None) -> None:
-        super().__init__(metric=metric, mode=mode)
+        # Tune checks that every result carries the searcher's metric; costs a trial measures only at its end
+        # (latency) are not in its epoch reports, so Tune is given the first objective and the study all of them.
+        super().__init__(metric=metric[0] if isinstance(metric, list) else metric,
+                         mode=mode[0] if isinstance(mode, list) else mode)
+        self._objectives = list(metric) if isinstance(metric, list) else [metric]
+        self._modes = list(mode) if isinstance(mode, list) else [mode]
+        self._multi = isinstance(metric, list)
         self._space = space
         self._sampler = sampler
         self._study_name = study_name
@@ -135,12 +144,17 @@ class AskTellSearcher(Searcher):
 
     @property
     def multi_objective(self) -> bool:
-        return isinstance(self.metric, list)
+        return self._multi
+
+    @property
+    def objectives(self) -> list[str]:
+        """Every metric the study optimises, in its order (:attr:`metric` is the first: what Tune sees)."""
+        return self._objectives
 
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            modes = self.mode if isinstance(self.mode, list) else [self.mode]
+            modes = self._modes
             self._study = optuna.create_study(
                 study_name=self._study_name, storage=make_storage(self._storage_spec), sampler=self._sampler,
                 directions=["maximize" if m == "max" else "minimize" for m in modes], load_if_exists=True)
@@ -217,8 +231,7 @@ class AskTellSearcher(Searcher):
             self._told.add(trial_id)
 
     def _outcome(self, trial_id: str, result: dict | None, error: bool) -> tuple[TrialState, Any]:
-        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        values = [result.get(m) for m in metrics] if result else []
+        values = [result.get(m) for m in self._objectives] if result else []
         if error:
             return TrialState.FAIL, None
         if result and M.is_finished(result):

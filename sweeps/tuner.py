@@ -41,7 +41,7 @@ def build_search(cfg: SweepConfig, sweep: str, fixed: dict[str, Any], defaults: 
 
     from sweeps import search, space
 
-    metrics, modes = search.objectives(cfg.objective, cfg.multi_objective)
+    metrics, modes = search.objectives(cfg.objective, cfg.multi_objective, cfg.pareto_costs)
 
     def searcher(sampler: space.SpaceSampler, metric: Any, mode: Any, seed: int, name: str) -> Any:
         first = sampler.first_trial(defaults) if cfg.start_from_defaults else None

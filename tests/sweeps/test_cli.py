@@ -48,6 +48,11 @@ def _annotationless_root(tmp_path):
         (["--preset", "smoke", "--set", "colour=red"], "unknown training config keys ['colour']"),
         (["--preset", "smoke", "--resume"], "--resume: no smoke sweep under"),
         (["--preset", "decathlon"], "needs --data-root"),
+        (["--preset", "smoke", "--mode", "pareto", "--pareto-costs", "macs,watts"],
+         "pareto_costs ['macs', 'watts'] must be a non-empty list of macs, params, latency_b1, latency_b64"),
+        (["--preset", "smoke", "--pareto-costs", "latency_b1"], "pareto_costs applies to --mode pareto only"),
+        (["--preset", "smoke", "--mode", "pareto", "--pareto-costs", "macs,latency_b64", "--set",
+          "latency_min_time_s=0"], "pareto_costs latency_b64 needs each trial to time its pruned model"),
     ],
 )
 def test_bad_inputs_exit_2(workdir, capsys, argv, message):

@@ -78,6 +78,12 @@ def test_smoke_sweep_records_everything(smoke_sweep):
         for d in domains:
             for name in (M.VAL_ACC, M.USAGE, M.PARAMS, M.MACS, M.DUAL):
                 assert M.domain_metric(name, d) in metrics
+        # the pruned model was timed at the end, with the trial's one thread, every domain and batch size
+        for batch in M.LATENCY_BATCHES:
+            for kind in (M.LATENCY_MS, M.LATENCY_RATIO):
+                name = M.latency_metric("cpu", batch, kind)
+                assert metrics[name] > 0 and all(metrics[M.domain_metric(name, d)] > 0 for d in domains)
+        assert metrics[M.LATENCY_THREADS] == 1 and metrics[M.LATENCY_NEIGHBOURS] >= 0
         history = client.get_metric_history(child.info.run_id, M.domain_metric(M.VAL_ACC, "digits"))
         steps = [m.step for m in history]
         assert steps == list(range(1, len(steps) + 1))  # one value per epoch, none twice
@@ -142,6 +148,24 @@ def test_asha_stops_a_dominated_trial_early(tmp_path, mini_data):
              for tid, c in found["children"].items()}
     for tid in stopped:
         assert any(first[o] > first[tid] for o in first if o != tid)
+
+
+def test_a_pareto_sweep_can_minimise_the_measured_latency(tmp_path, mini_data):
+    """--pareto-costs macs,latency_b64: the multi-objective study's second cost is the CPU latency ratio each trial
+    measured on its pruned model, exactly what MLflow holds for the trial."""
+    run = new_run(tmp_path, "latency")
+    run_driver(run, "--preset", "smoke", "--mode", "pareto", "--pareto-costs", "macs,latency_b64", "--num-samples",
+               "3", "--no-asha", "--epochs", "2", "--domains", "digits,signs")
+    assert run.returncode == 0, run.output[-5000:]
+    found = check_consistent(run, expected_trials=3)
+    study = optuna.load_study(study_name=run.name, storage=make_storage(str(run.optuna_storage)))
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE"]
+    complete = [t for t in found["optuna"] if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    for trial in complete:
+        metrics = found["children"][trial.user_attrs[M.ATTR_TUNE_TRIAL]].data.metrics
+        assert trial.values == [metrics[M.FEASIBLE_MEAN_VAL_ACC], metrics[M.UNION_MACS_RATIO],
+                                metrics[M.latency_metric("cpu", 64, M.LATENCY_RATIO)]]
 
 
 def test_injected_fault_is_retried_from_its_checkpoint(tmp_path, mini_data):
