@@ -17,6 +17,15 @@ Reference point of the hypervolumes (:func:`analysis.pareto.reference_point`): a
 ratio ``1.1`` single-domain backbones; trials costing 1.1 backbones or more add no volume. Volumes are in accuracy
 (fraction, or score points) x ratio units: a 2-D volume of 0.8 means 80 % accuracy over a whole backbone of cost.
 
+Measured latency (when the trials report it: ``latency_cpu_b1_ms`` and ``latency_cpu_b64_ms``, per domain
+``latency_cpu_b1_ms/<d>``): accuracy against CPU milliseconds at batch 1 and at batch 64 are two more objective sets,
+``latency_b1`` and ``latency_b64`` (:data:`LATENCY_OBJECTIVES`), with fronts across budgets and per budget group like
+the cost ones. A trial that was not timed (NaN) is on no latency front. They get front sizes but no hypervolume:
+milliseconds depend on the machine and on what else ran on it while it timed (``latency_neighbours``), so a volume
+in ms would not compare across sweeps or machines, and the ratio columns (pruned over unpruned ms, timed side by
+side) are per-trial quotients of two noisy times rather than a fixed unit. Without latency columns the data is
+exactly what it was before they existed.
+
 Budget groups: a grid sweep's budgets are used as they are; a sweep with more than ``max_budget_groups`` distinct
 budgets (pareto mode samples them) is cut into that many equal-width budget ranges.
 
@@ -38,11 +47,15 @@ from bap import metrics as M
 __all__ = [
     "ACROSS_BUDGETS",
     "COST_OBJECTIVES",
+    "LATENCY_B1_MS",
+    "LATENCY_B64_MS",
+    "LATENCY_OBJECTIVES",
     "ParetoData",
     "TARGET_MEAN",
     "TARGET_SCORE",
     "Target",
     "budget_groups",
+    "has_latency",
     "pareto_data",
     "targets_of",
 ]
@@ -62,6 +75,14 @@ COST_OBJECTIVES: dict[str, tuple[str, ...]] = {
     "macs": (MACS_RATIO,),
     "3d": (PARAMS_RATIO, MACS_RATIO),
 }
+# Measured CPU latency of a target (ms per call of a whole batch), as long-format point columns; objective sets of
+# accuracy against each, used when the table has latency (fronts only: see the module docstring on hypervolumes).
+LATENCY_B1_MS, LATENCY_B64_MS = "latency_b1_ms", "latency_b64_ms"
+LATENCY_OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "latency_b1": (LATENCY_B1_MS,),
+    "latency_b64": (LATENCY_B64_MS,),
+}
+LATENCY_DEVICE = "cpu"  # the device every trial is timed on (cuda only where it trained on a GPU)
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,9 @@ class Target:
         reference_macs: The same in MACs.
         union: The costs are the whole multi-domain network's (mean and score) rather than one domain's.
         is_score: The accuracy axis is the Decathlon score (points), not a fraction.
+        latency_b1: Measured CPU milliseconds at batch 1 column (``latency_cpu_b1_ms``, per domain
+            ``latency_cpu_b1_ms/<d>``; for mean and score the slowest domain's), "" for none.
+        latency_b64: The same at batch 64 (milliseconds per batch of 64 images).
     """
 
     name: str
@@ -93,6 +117,28 @@ class Target:
     reference_macs: str
     union: bool = False
     is_score: bool = False
+    latency_b1: str = ""
+    latency_b64: str = ""
+
+    def latency(self, objective: str) -> str:
+        """The latency column of a latency objective (``"latency_b1"`` or ``"latency_b64"``)."""
+        return self.latency_b1 if objective == "latency_b1" else self.latency_b64
+
+
+def _latency_columns(domain: str | None) -> dict[str, str]:
+    """A target's CPU latency columns, flat (``domain=None``: the slowest domain's) or per domain."""
+    out = {}
+    for name, batch in (("latency_b1", 1), ("latency_b64", 64)):
+        column = M.latency_metric(LATENCY_DEVICE, batch)
+        out[name] = column if domain is None else M.domain_metric(column, domain)
+    return out
+
+
+def has_latency(table: pd.DataFrame) -> bool:
+    """True if some trial of the table reports a measured CPU latency (flat or of a domain)."""
+    names = {M.latency_metric(LATENCY_DEVICE, batch) for batch in M.LATENCY_BATCHES}
+    columns = [c for c in table.columns if c in names or (M.split_domain_metric(c) or ("", ""))[0] in names]
+    return any(table[c].notna().any() for c in columns)
 
 
 def targets_of(table: pd.DataFrame) -> list[Target]:
@@ -102,12 +148,12 @@ def targets_of(table: pd.DataFrame) -> list[Target]:
         out.append(Target(
             d, d, M.domain_metric(M.VAL_ACC, d), M.domain_metric(M.PARAMS, d), M.domain_metric(M.MACS, d),
             M.domain_metric(M.PARAMS_RATIO, d), M.domain_metric(M.MACS_RATIO, d),
-            M.domain_metric(REFERENCE_PARAMS, d), M.domain_metric(REFERENCE_MACS, d),
+            M.domain_metric(REFERENCE_PARAMS, d), M.domain_metric(REFERENCE_MACS, d), **_latency_columns(d),
         ))
     n = len(out)
     union = dict(params=M.UNION_PARAMS, macs=M.UNION_MACS, params_ratio=M.UNION_PARAMS_RATIO,
                  macs_ratio=M.UNION_MACS_RATIO, reference_params=REFERENCE_PARAMS, reference_macs=REFERENCE_MACS,
-                 union=True)
+                 union=True, **_latency_columns(None))
     out.append(Target(TARGET_MEAN, f"mean accuracy over {n} domain{'s' * (n != 1)}", M.MEAN_VAL_ACC, **union))
     if M.SCORE in table.columns and table[M.SCORE].notna().any():
         out.append(Target(TARGET_SCORE, "Decathlon score", M.SCORE, is_score=True, **union))
@@ -151,13 +197,17 @@ class ParetoData:
             ``trial_id``, ``status``, ``budget``, ``budget_group``, ``accuracy``, ``params``, ``macs``,
             ``params_ratio``, ``macs_ratio``, ``reference_params``, ``reference_macs``, then the on-front flags
             ``front_params``, ``front_macs``, ``front_3d`` (across budgets) and ``budget_front_params``,
-            ``budget_front_macs``, ``budget_front_3d`` (within the trial's budget group).
+            ``budget_front_macs``, ``budget_front_3d`` (within the trial's budget group). With latency, also
+            ``latency_b1_ms``, ``latency_b64_ms`` (NaN: not timed) and the flags ``front_latency_b1``,
+            ``front_latency_b64``, ``budget_front_latency_b1``, ``budget_front_latency_b64``.
         hypervolumes: One row per (target, budget group) -- ``budget_group == "all"`` for across budgets -- with
             ``trials``, ``hv_params``, ``hv_macs``, ``hv_3d`` and the front sizes ``front_params``, ``front_macs``,
-            ``front_3d``.
+            ``front_3d`` (with latency also ``front_latency_b1``, ``front_latency_b64``; no latency volumes).
         reference: The hypervolume reference point: ``accuracy``, ``params_ratio`` and ``macs_ratio``.
         budget_groups: Group labels in increasing budget order.
         left_out: Per target, how many trials were left out and why (``unfinished``, ``missing metrics``).
+        objectives: The objective sets the fronts were computed for: :data:`COST_OBJECTIVES`, then
+            :data:`LATENCY_OBJECTIVES` when the table has latency.
     """
 
     targets: list[Target]
@@ -166,6 +216,12 @@ class ParetoData:
     reference: dict[str, float]
     budget_groups: list[str]
     left_out: dict[str, dict[str, int]] = field(default_factory=dict)
+    objectives: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(COST_OBJECTIVES))
+
+    @property
+    def latency(self) -> bool:
+        """The fronts include accuracy against measured latency."""
+        return any(name in self.objectives for name in LATENCY_OBJECTIVES)
 
     def target(self, name: str) -> Target:
         """The target called ``name``; KeyError naming the known targets otherwise."""
@@ -185,7 +241,8 @@ class ParetoData:
 
 
 def _long(table: pd.DataFrame, targets: Sequence[Target], groups: pd.Series, order: list[str],
-          include_unfinished: bool) -> tuple[pd.DataFrame, dict[str, slice], dict[str, dict[str, int]]]:
+          include_unfinished: bool, latency: bool = False,
+          ) -> tuple[pd.DataFrame, dict[str, slice], dict[str, dict[str, int]]]:
     """Long points (targets in order, each a contiguous block), each target's block, and what was left out."""
     left_out: dict[str, dict[str, int]] = {}
     blocks: dict[str, slice] = {}
@@ -197,14 +254,15 @@ def _long(table: pd.DataFrame, targets: Sequence[Target], groups: pd.Series, ord
 
     budget = floats(M.BUDGET)
     group_codes = pd.Categorical(groups.to_numpy(dtype=object), categories=order).codes
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        TRIAL, M.BUDGET, BUDGET_GROUP, ACCURACY, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, REFERENCE_PARAMS,
-        REFERENCE_MACS)}
+    numeric = (ACCURACY, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO, REFERENCE_PARAMS, REFERENCE_MACS,
+               *((LATENCY_B1_MS, LATENCY_B64_MS) if latency else ()))
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (TRIAL, M.BUDGET, BUDGET_GROUP, *numeric)}
     start = 0
     for t in targets:
         values = {key: floats(column) for key, column in (
             (ACCURACY, t.accuracy), (PARAMS, t.params), (MACS, t.macs), (PARAMS_RATIO, t.params_ratio),
-            (MACS_RATIO, t.macs_ratio), (REFERENCE_PARAMS, t.reference_params), (REFERENCE_MACS, t.reference_macs))}
+            (MACS_RATIO, t.macs_ratio), (REFERENCE_PARAMS, t.reference_params), (REFERENCE_MACS, t.reference_macs),
+            *(((LATENCY_B1_MS, t.latency_b1), (LATENCY_B64_MS, t.latency_b64)) if latency else ()))}
         complete = ~(np.isnan(values[ACCURACY]) | np.isnan(values[PARAMS_RATIO]) | np.isnan(values[MACS_RATIO]))
         usable = complete & (finished | include_unfinished)
         left_out[t.name] = {
@@ -234,10 +292,47 @@ def _long(table: pd.DataFrame, targets: Sequence[Target], groups: pd.Series, ord
         STATUS: text(STATUS),
         M.BUDGET: np.concatenate(parts[M.BUDGET]),
         BUDGET_GROUP: pd.Categorical.from_codes(np.concatenate(parts[BUDGET_GROUP]), categories=order),
-        **{key: np.concatenate(parts[key]) for key in (ACCURACY, PARAMS, MACS, PARAMS_RATIO, MACS_RATIO,
-                                                       REFERENCE_PARAMS, REFERENCE_MACS)},
+        **{key: np.concatenate(parts[key]) for key in numeric},
     })
     return points, blocks, left_out
+
+
+def _target_fronts(sub: pd.DataFrame, target: str, objectives: dict[str, tuple[str, ...]],
+                   reference: dict[str, float], flags: dict[str, np.ndarray], block: slice,
+                   order: list[str]) -> list[dict[str, object]]:
+    """One target's fronts (written into ``flags[block]``) and its hypervolume rows: across budgets, then per group.
+
+    Latency objectives get fronts and front sizes, no volume (module docstring).
+    """
+    per_group: dict[str, dict[str, object]] = {}
+    across: dict[str, object] = {TARGET: target, BUDGET_GROUP: ACROSS_BUDGETS, "trials": len(sub)}
+    for name, costs in objectives.items():
+        objective_senses = {ACCURACY: "max", **{c: "min" for c in costs}}
+        volume = name in COST_OBJECTIVES
+        ref = {c: reference[c] for c in objective_senses} if volume else {}
+        # A point dominated within its budget group is dominated overall, and adds no volume: the overall
+        # front and every hypervolume only need the budget fronts' points.
+        on_budget = fronts_by_group(sub, objective_senses, by=BUDGET_GROUP).to_numpy()
+        candidates = sub[on_budget]
+        on = np.zeros(len(sub), dtype=bool)
+        on[on_budget] = fronts_by_group(candidates, objective_senses).to_numpy()
+        flags[f"front_{name}"][block] = on
+        flags[f"budget_front_{name}"][block] = on_budget
+        if volume:
+            across[f"hv_{name}"] = (float(hypervolume_by_group(candidates[on[on_budget]], objective_senses,
+                                                               ref).iloc[0]) if len(sub) else 0.0)
+        across[f"front_{name}"] = int(on.sum())
+        if len(sub) == 0:
+            continue
+        sizes = pd.Series(on_budget).groupby(sub[BUDGET_GROUP].to_numpy(), observed=True).agg(["size", "sum"])
+        volumes = (hypervolume_by_group(candidates, objective_senses, ref, by=BUDGET_GROUP) if volume
+                   else pd.Series(np.nan, index=sizes.index))
+        for group in volumes.index:
+            entry = per_group.setdefault(str(group), {TARGET: target, BUDGET_GROUP: str(group)})
+            entry.update({"trials": int(sizes.loc[group, "size"]), f"front_{name}": int(sizes.loc[group, "sum"])})
+            if volume:
+                entry[f"hv_{name}"] = float(volumes.loc[group])
+    return [across] + [per_group[g] for g in order if g in per_group]
 
 
 def pareto_data(
@@ -258,57 +353,36 @@ def pareto_data(
         cost_ceiling: Hypervolume reference cost ratio (default :data:`analysis.pareto.REFERENCE_COST_RATIO`).
 
     Returns:
-        The fronts and hypervolumes; targets without any usable trial have no points and zero volumes.
+        The fronts and hypervolumes; targets without any usable trial have no points and zero volumes. With
+        latency in the table (:func:`has_latency`), the latency fronts too.
     """
     targets = targets_of(table)
     groups, order = budget_groups(table[M.BUDGET] if M.BUDGET in table else pd.Series(np.nan, index=table.index),
                                   max_budget_groups)
-    points, blocks, left_out = _long(table, targets, groups, order, include_unfinished)
+    latency = has_latency(table)
+    objectives = {**COST_OBJECTIVES, **(LATENCY_OBJECTIVES if latency else {})}
+    points, blocks, left_out = _long(table, targets, groups, order, include_unfinished, latency)
     kwargs = {k: v for k, v in (("acc_floor", acc_floor), ("cost_ceiling", cost_ceiling)) if v is not None}
     reference = reference_point({ACCURACY: "max", PARAMS_RATIO: "min", MACS_RATIO: "min"}, **kwargs)
     # One target at a time: each target's objectives have their own scale (a score is not a fraction), which
     # keeps analysis.pareto's binning prefilter effective; a target's points are one contiguous block.
     n = len(points)
-    flags = {f"{prefix}_{name}": np.zeros(n, dtype=bool) for name in COST_OBJECTIVES
+    flags = {f"{prefix}_{name}": np.zeros(n, dtype=bool) for name in objectives
              for prefix in ("front", "budget_front")}
     rows: list[dict[str, object]] = []
-    numeric = points[[ACCURACY, PARAMS_RATIO, MACS_RATIO, BUDGET_GROUP]]  # what the fronts read: cheap to slice
+    # What the fronts read: cheap to slice.
+    numeric = points[[ACCURACY, PARAMS_RATIO, MACS_RATIO, *(c for name in LATENCY_OBJECTIVES if name in objectives
+                                                             for c in LATENCY_OBJECTIVES[name]), BUDGET_GROUP]]
     for t in targets:
         block = blocks[t.name]
-        sub = numeric.iloc[block]
-        per_group: dict[str, dict[str, object]] = {}
-        across: dict[str, object] = {TARGET: t.name, BUDGET_GROUP: ACROSS_BUDGETS, "trials": len(sub)}
-        for name, costs in COST_OBJECTIVES.items():
-            objectives = {ACCURACY: "max", **{c: "min" for c in costs}}
-            ref = {c: reference[c] for c in objectives}
-            # A point dominated within its budget group is dominated overall, and adds no volume: the overall
-            # front and every hypervolume only need the budget fronts' points.
-            on_budget = fronts_by_group(sub, objectives, by=BUDGET_GROUP).to_numpy()
-            candidates = sub[on_budget]
-            on = np.zeros(len(sub), dtype=bool)
-            on[on_budget] = fronts_by_group(candidates, objectives).to_numpy()
-            flags[f"front_{name}"][block] = on
-            flags[f"budget_front_{name}"][block] = on_budget
-            across[f"hv_{name}"] = (float(hypervolume_by_group(candidates[on[on_budget]], objectives, ref).iloc[0])
-                                    if len(sub) else 0.0)
-            across[f"front_{name}"] = int(on.sum())
-            if len(sub) == 0:
-                continue
-            volumes = hypervolume_by_group(candidates, objectives, ref, by=BUDGET_GROUP)
-            sizes = pd.Series(on_budget).groupby(sub[BUDGET_GROUP].to_numpy(), observed=True).agg(["size", "sum"])
-            for group in volumes.index:
-                entry = per_group.setdefault(str(group), {TARGET: t.name, BUDGET_GROUP: str(group)})
-                entry.update({"trials": int(sizes.loc[group, "size"]), f"hv_{name}": float(volumes.loc[group]),
-                              f"front_{name}": int(sizes.loc[group, "sum"])})
-        rows.append(across)
-        rows += [per_group[g] for g in order if g in per_group]
+        rows += _target_fronts(numeric.iloc[block], t.name, objectives, dict(reference), flags, block, order)
     for column, values in flags.items():
         points[column] = values
-    columns = [TARGET, BUDGET_GROUP, "trials"] + [f"{p}_{n}" for p in ("hv", "front") for n in COST_OBJECTIVES]
+    columns = ([TARGET, BUDGET_GROUP, "trials"] + [f"hv_{n}" for n in COST_OBJECTIVES]
+               + [f"front_{n}" for n in objectives])
     hypervolumes = pd.DataFrame(rows, columns=columns)
-    for column in ["trials"] + [f"front_{n}" for n in COST_OBJECTIVES]:
+    for column in ["trials"] + [f"front_{n}" for n in objectives]:
         hypervolumes[column] = hypervolumes[column].astype(np.int64)
     for column in (TARGET, BUDGET_GROUP):
         hypervolumes[column] = hypervolumes[column].astype("str")
-    return ParetoData(targets, points, hypervolumes, dict(reference), order, left_out)
-
+    return ParetoData(targets, points, hypervolumes, dict(reference), order, left_out, objectives)

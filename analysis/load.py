@@ -254,6 +254,7 @@ def mlflow_records(ref: SweepRef, *, page_size: int = PAGE_SIZE) -> list[TrialRe
                 metrics=_training_metrics(run.data.metrics),
                 config=dict(run.data.params),
                 run_id=run.info.run_id,
+                retimed=tags.get(M.TAG_LATENCY_RETIMED),
             )
         )
     return records

@@ -11,6 +11,12 @@ each budget's own front as a thin line of its colour; vertical landmarks at one 
 and, for the union costs of ``mean``/``score``, at the unpruned multi-domain network (see
 :mod:`analysis.unpruned`); for a Decathlon domain, a star at the fine-tuning baseline's accuracy. The top axis
 repeats the cost as a ratio of the single-domain network.
+
+When the trials report measured CPU latency (:attr:`analysis.fronts.ParetoData.latency`), each figure has two more
+panels, accuracy against milliseconds at batch 1 and at batch 64 (per call of a whole batch), with the accuracy-vs-ms
+fronts marked the same way: the PNG becomes a 2 x 2 grid (params, MACs on top; batch 1, batch 64 below), the HTML
+page likewise. The latency panels have no landmarks and no ratio axis (the unpruned network's time is measured per
+trial, not a fixed unit). Without latency the figures are exactly as before.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import pandas as pd
 from analysis.fronts import (
     ACCURACY,
     BUDGET_GROUP,
+    LATENCY_B1_MS,
+    LATENCY_B64_MS,
     MACS,
     MACS_RATIO,
     PARAMS,
@@ -37,7 +45,16 @@ from analysis.fronts import (
     Target,
 )
 from analysis.table import REFERENCE_MACS, REFERENCE_PARAMS, STATUS, TRIAL_ID, config_columns
-from analysis.units import Unit, format_count, format_percent, format_ratio, macs_unit, params_unit
+from analysis.units import (
+    MILLISECONDS,
+    Unit,
+    format_count,
+    format_ms,
+    format_percent,
+    format_ratio,
+    macs_unit,
+    params_unit,
+)
 from analysis.unpruned import ModelCosts
 from bap import metrics as M
 
@@ -46,6 +63,9 @@ __all__ = ["FigureData", "Landmark", "Panel", "figure_data", "render_html", "ren
 MAX_HTML_POINTS = 5000  # dominated trials per target drawn in the HTML page (the front is always complete)
 _PANELS = (("params", PARAMS, "front_params", "budget_front_params"),
            ("macs", MACS, "front_macs", "budget_front_macs"))
+_LATENCY_PANELS = (("latency_b1", LATENCY_B1_MS, "front_latency_b1", "budget_front_latency_b1"),
+                   ("latency_b64", LATENCY_B64_MS, "front_latency_b64", "budget_front_latency_b64"))
+_LATENCY_LABELS = {"latency_b1": "CPU latency, batch 1 (ms)", "latency_b64": "CPU latency, batch 64 (ms per batch)"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,7 @@ class Panel:
     """One panel's data: accuracy against one cost.
 
     Attributes:
-        cost: ``"params"`` or ``"macs"``.
+        cost: ``"params"``, ``"macs"``, ``"latency_b1"`` or ``"latency_b64"`` (measured CPU ms).
         x_label: Axis label with its unit.
         unit: The unit of ``x``.
         reference: The single-domain network's cost in ``unit`` (for the ratio axis), or None when the trials
@@ -107,7 +127,7 @@ class FigureData:
         group_order: Budget groups in increasing budget order (colour order).
         shown: Points the HTML page draws (all front points, a sample of at most :data:`MAX_HTML_POINTS` others).
         hover: Hover text per shown point (trial id, budget, accuracy, costs, configuration); None elsewhere.
-        panels: The params panel and the MACs panel.
+        panels: The params panel and the MACs panel; with latency, then the batch-1 and batch-64 ms panels.
         landmarks: Reference networks to mark.
         note: A line under the title (trial counts, what was left out).
     """
@@ -203,13 +223,17 @@ def _hover(points: pd.DataFrame, shown: np.ndarray, table: pd.DataFrame | None, 
     columns = [sub[c].to_numpy() for c in (TRIAL_ID, STATUS, M.BUDGET, ACCURACY, PARAMS, PARAMS_RATIO, MACS,
                                            MACS_RATIO)]
     settings = [config[c].to_numpy(dtype=object) for c in extra] if config is not None else []
+    latency = [sub[c].to_numpy(dtype=float) for c in (LATENCY_B1_MS, LATENCY_B64_MS)] if LATENCY_B1_MS in sub else []
     for i, (trial, status, budget, acc, params, p_ratio, macs, m_ratio, *values) in enumerate(zip(*columns, *settings)):
+        timed = [f"CPU latency {format_ms(latency[0][i])} (batch 1), {format_ms(latency[1][i])} (batch 64)"
+                 ] if latency else []
         lines = [
             f"trial {trial} ({status})",
             f"budget {budget:g}",
             f"score {acc:.0f}" if target.is_score else f"accuracy {format_percent(acc)}",
             f"params {format_count(params, units['params'])} ({format_ratio(p_ratio)})",
             f"MACs {format_count(macs, units['macs'])} ({format_ratio(m_ratio)})",
+            *timed,
             *(f"{c.split('/', 1)[1]} = {_short(v)}" for c, v in zip(extra, values)),
         ]
         out[index[i]] = "<br>".join(html.escape(line) for line in lines)
@@ -220,6 +244,41 @@ def _short(value: object) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+def _panel(cost: str, column: str, flag: str, budget_flag: str, points: pd.DataFrame, t: Target,
+           units: Mapping[str, Unit], y: np.ndarray, groups: np.ndarray, budget_groups: Sequence[str]) -> Panel:
+    """One panel's data: its x values in their unit, label, ratio reference, the fronts' staircases."""
+    latency = cost in _LATENCY_LABELS
+    unit = MILLISECONDS if latency else units[cost]
+    x = unit(points[column].to_numpy(dtype=float))
+    on = points[flag].to_numpy(dtype=bool)
+    reference = None if latency else _constant(points[f"reference_{cost}"].to_numpy(dtype=float))
+    what = "union " if t.union else ""
+    if latency:
+        label = _LATENCY_LABELS[cost] + (", slowest domain" if t.union else "")
+    else:
+        label = f"{what}parameters ({unit.symbol})" if cost == "params" else f"{what}MACs per image ({unit.symbol})"
+    panel = Panel(cost, label, unit, None if reference is None else unit(reference), x, on, _staircase(x[on], y[on]))
+    in_budget_front = points[budget_flag].to_numpy(dtype=bool)
+    for group in budget_groups:
+        mask = in_budget_front & (groups == group)
+        if mask.any():
+            panel.budget_fronts[group] = _staircase(x[mask], y[mask])
+    return panel
+
+
+def _latency_note(points: pd.DataFrame, table: pd.DataFrame | None) -> str:
+    """``"; 9 timed on CPU (2 while other runs shared their machine: noisy)"`` for a figure's note."""
+    timed = np.isfinite(points[LATENCY_B1_MS].to_numpy(dtype=float)) | np.isfinite(
+        points[LATENCY_B64_MS].to_numpy(dtype=float))
+    note = f"; {int(timed.sum())} timed on CPU"
+    if table is not None and M.LATENCY_NEIGHBOURS in table:
+        neighbours = table[M.LATENCY_NEIGHBOURS].to_numpy(dtype=float)[points[TRIAL].to_numpy()]
+        contended = int((timed & (neighbours > 0)).sum())
+        if contended:
+            note += f" ({contended} while other runs shared their machine: noisy)"
+    return note
 
 
 def figure_data(
@@ -249,22 +308,8 @@ def figure_data(
                                                points[REFERENCE_MACS].to_numpy(dtype=float)]))}
     y = points[ACCURACY].to_numpy(dtype=float) * y_scale
     groups = points[BUDGET_GROUP].to_numpy(dtype=object)
-    panels = []
-    for cost, column, flag, budget_flag in _PANELS:
-        unit = units[cost]
-        x = unit(points[column].to_numpy(dtype=float))
-        on = points[flag].to_numpy(dtype=bool)
-        reference = _constant(points[f"reference_{cost}"].to_numpy(dtype=float))
-        what = "union " if t.union else ""
-        label = f"{what}parameters ({unit.symbol})" if cost == "params" else f"{what}MACs per image ({unit.symbol})"
-        panel = Panel(cost, label, unit, None if reference is None else unit(reference), x, on,
-                      _staircase(x[on], y[on]))
-        in_budget_front = points[budget_flag].to_numpy(dtype=bool)
-        for group in data.budget_groups:
-            mask = in_budget_front & (groups == group)
-            if mask.any():
-                panel.budget_fronts[group] = _staircase(x[mask], y[mask])
-        panels.append(panel)
+    panels = [_panel(cost, column, flag, budget_flag, points, t, units, y, groups, data.budget_groups)
+              for cost, column, flag, budget_flag in (*_PANELS, *(_LATENCY_PANELS if data.latency else ()))]
     y_label = "Decathlon score (points)" if t.is_score else (
         "mean validation accuracy (%)" if t.union else "validation accuracy (%)")
     left = data.left_out.get(target, {})
@@ -273,7 +318,10 @@ def figure_data(
     skipped = [f"{n} {why}" for why, n in left.items() if n]
     if skipped:
         note += f" (left out: {', '.join(skipped)})"
-    title = f"{t.title} vs union params and MACs" if t.union else f"{t.title}: accuracy vs params and MACs"
+    costs = "params, MACs and CPU latency" if data.latency else "params and MACs"
+    title = f"{t.title} vs union {costs}" if t.union else f"{t.title}: accuracy vs {costs}"
+    if data.latency:
+        note += _latency_note(points, table)
     shown = _shown(panels, len(points))
     return FigureData(target, title, y_label, y, groups, list(data.budget_groups), shown,
                       _hover(points, shown, table, t, units), panels, _landmarks(t, points, units, y_scale, model),
@@ -339,8 +387,8 @@ def _draw_png_panel(ax: Any, panel: Panel, fig_data: FigureData, colours: Mappin
 
 
 def _landmark_x(mark: Landmark, panel: Panel) -> float | None:
-    """Where a landmark sits on a panel's cost axis (None: not on that panel)."""
-    return mark.params if panel.cost == "params" else mark.macs
+    """Where a landmark sits on a panel's cost axis (None: not on that panel, e.g. a latency panel)."""
+    return mark.params if panel.cost == "params" else mark.macs if panel.cost == "macs" else None
 
 
 def _png_legend(fig_data: FigureData, colours: Mapping[str, str]) -> list[Any]:
@@ -366,7 +414,8 @@ def _png_legend(fig_data: FigureData, colours: Mapping[str, str]) -> list[Any]:
 
 
 def render_png(fig_data: FigureData, path: str | Path, *, dpi: int = 130) -> Path:
-    """Draw one target's two panels (accuracy vs params, vs MACs) to a PNG file.
+    """Draw one target's panels (accuracy vs params, vs MACs; with latency, a 2 x 2 grid adding vs batch-1 and
+    batch-64 CPU ms) to a PNG file.
 
     Args:
         fig_data: From :func:`figure_data`.
@@ -384,11 +433,17 @@ def render_png(fig_data: FigureData, path: str | Path, *, dpi: int = 130) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     colours = _colours(fig_data.group_order)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4), sharey=True, layout="constrained")
+    rows = 1 if len(fig_data.panels) <= 2 else 2
+    fig, grid = plt.subplots(rows, 2, figsize=(12, 5.4 if rows == 1 else 10), sharey=True, layout="constrained",
+                             squeeze=False)
+    axes = list(grid.flat)
     for ax, panel in zip(axes, fig_data.panels):
         _draw_png_panel(ax, panel, fig_data, colours)
-    axes[0].set_ylabel(fig_data.y_label, fontsize=11)
-    axes[1].tick_params(labelleft=True)
+    for ax in axes[len(fig_data.panels):]:
+        ax.set_visible(False)
+    for row in grid:
+        row[0].set_ylabel(fig_data.y_label, fontsize=11)
+        row[1].tick_params(labelleft=True)
     fig.suptitle(f"{fig_data.title}\n{fig_data.note}", fontsize=12)
     handles = _png_legend(fig_data, colours)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9, frameon=False)
@@ -448,18 +503,24 @@ def _html_landmark(mark: Landmark, x: float, f: FigureData, col: int) -> Any:
 
 
 def _html_layout(f: FigureData) -> dict[str, str]:
-    """The layout a target's menu entry sets: title with its note, axis labels."""
-    return {
+    """The layout a target's menu entry sets: title with its note, axis labels (the y label on each row)."""
+    layout = {
         "title.text": f"{html.escape(f.title)}<br><sup>{html.escape(f.note)}</sup>",
         "xaxis.title.text": f.panels[0].x_label, "xaxis2.title.text": f.panels[1].x_label,
         "yaxis.title.text": f.y_label,
     }
+    for i, panel in enumerate(f.panels[2:], start=3):  # the latency row
+        layout[f"xaxis{i}.title.text"] = panel.x_label
+    if len(f.panels) > 2:
+        layout["yaxis3.title.text"] = f.y_label
+    return layout
 
 
 # The page's frame, in pixels from the top of the figure: the target drop-down in a row of its own (the modebar
 # sits at the right of the same row), the title and its note below it, then the plots; the legend below the
 # x-axis titles, anchored at its top so that extra rows grow into the bottom margin, never onto the axes.
 _HTML_HEIGHT = 700
+_HTML_ROW_HEIGHT = 400  # each further row of panels (the latency panels)
 _HTML_TOP = 150  # top margin: menu row and title
 _HTML_BOTTOM = 150  # bottom margin: tick labels, axis titles, the legend (up to ~3 rows)
 _HTML_MENU_TOP = 8
@@ -467,20 +528,21 @@ _HTML_TITLE_TOP = 78
 _HTML_LEGEND_GAP = 70  # from the plots' bottom edge to the legend's top: below tick labels and axis titles
 
 
-def _html_frame(buttons: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _html_frame(buttons: Sequence[Mapping[str, Any]], rows: int = 1) -> dict[str, Any]:
     """Layout of the page: sizes, margins, the drop-down, title and legend placed so that none overlaps another.
 
     plotly places the drop-down in paper coordinates (0..1 over the plotting area), the title and legend in
     container coordinates here, so the pixel positions above are converted for each.
     """
-    plot = _HTML_HEIGHT - _HTML_TOP - _HTML_BOTTOM
+    height = _HTML_HEIGHT + (rows - 1) * _HTML_ROW_HEIGHT
+    plot = height - _HTML_TOP - _HTML_BOTTOM
     return dict(
         updatemenus=[dict(buttons=list(buttons), direction="down", x=0.0, xanchor="left", yanchor="top",
                           y=1 + (_HTML_TOP - _HTML_MENU_TOP) / plot, pad=dict(t=0, b=0, l=0, r=0),
                           showactive=True)],
-        title=dict(yref="container", y=1 - _HTML_TITLE_TOP / _HTML_HEIGHT, yanchor="top", x=0.0, xref="paper",
+        title=dict(yref="container", y=1 - _HTML_TITLE_TOP / height, yanchor="top", x=0.0, xref="paper",
                    xanchor="left"),
-        template="plotly_white", height=_HTML_HEIGHT,
+        template="plotly_white", height=height,
         margin=dict(t=_HTML_TOP, b=_HTML_BOTTOM, l=80, r=40, autoexpand=True),
         legend=dict(orientation="h", yref="paper", y=-_HTML_LEGEND_GAP / plot, yanchor="top", x=0.5,
                     xanchor="center"),
@@ -505,14 +567,16 @@ def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str =
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
+    rows = 2 if any(len(f.panels) > 2 for f in figures) else 1
+    fig = (make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06) if rows == 1 else
+           make_subplots(rows=2, cols=2, shared_yaxes="all", horizontal_spacing=0.06, vertical_spacing=0.16))
     visibility: list[list[int]] = []  # trace indices per figure
     for f in figures:
         colours = _colours(f.group_order)
         start = len(fig.data)
-        for col, panel in enumerate(f.panels, start=1):
-            for trace in _html_panel_traces(f, panel, col, colours):
-                fig.add_trace(trace, row=1, col=col)
+        for i, panel in enumerate(f.panels):
+            for trace in _html_panel_traces(f, panel, i + 1, colours):  # the legend from the first panel only
+                fig.add_trace(trace, row=i // 2 + 1, col=i % 2 + 1)
         visibility.append(list(range(start, len(fig.data))))
     layouts = [_html_layout(f) for f in figures]
     n = len(fig.data)
@@ -526,7 +590,7 @@ def render_html(figures: Sequence[FigureData], path: str | Path, *, title: str =
         for i in visibility[0]:
             fig.data[i].visible = True
         fig.update_layout(dict(layouts[0]))
-    fig.update_layout(**_html_frame(buttons))
+    fig.update_layout(**_html_frame(buttons, rows))
     fig.write_html(path, include_plotlyjs=True, full_html=True, config={"displaylogo": False},
                    default_width="100%", div_id="pareto")
     text = path.read_text()

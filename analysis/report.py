@@ -16,10 +16,13 @@ What it writes to ``--out``:
 
 * ``trials.parquet`` -- the trial table (:mod:`analysis.table`), so later analyses need no tracking server;
 * ``fronts.parquet`` and ``hypervolumes.parquet`` -- the data behind the figures (:mod:`analysis.fronts`);
-* ``png/<target>.png`` -- per domain, ``mean`` and ``score``: accuracy vs params and vs MACs (:mod:`analysis.plots`);
+* ``png/<target>.png`` -- per domain, ``mean`` and ``score``: accuracy vs params and vs MACs (:mod:`analysis.plots`),
+  and when the trials report measured CPU latency, vs batch-1 and batch-64 milliseconds too;
 * ``pareto.html`` -- the same figures, interactive (one page, a drop-down per target);
 * ``summary.md`` and ``summary.html`` -- per budget the best trial, its params/MACs/FLOPs and ratios and the
-  hypervolumes; the Pareto set; fronts and hypervolumes per target; units (:mod:`analysis.summary`). The HTML page
+  hypervolumes; the Pareto set; fronts and hypervolumes per target; with latency, the trials on the
+  accuracy-vs-ms fronts and a note on times measured while other runs shared the machine, with the
+  ``python -m analysis.retime`` command that re-measures them alone; units (:mod:`analysis.summary`). The HTML page
   carries its figures inline, so it shows them without the ``png/`` folder next to it.
 
 Both HTML pages are self-contained: plotly.js is embedded in ``pareto.html``, and neither loads anything from the
@@ -39,6 +42,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
 
 import pandas as pd
 
@@ -56,7 +60,7 @@ from analysis.load import (
     tune_records,
 )
 from analysis.plots import figure_data, render_html, render_png
-from analysis.summary import SummaryData, render_markdown, summary_data
+from analysis.summary import RETIME_COMMAND, SummaryData, render_markdown, summary_data
 from analysis.summary import render_html as summary_html
 from analysis.table import read_parquet, to_parquet
 from analysis.unpruned import ModelCosts, model_costs
@@ -249,7 +253,7 @@ def _write_summary(out: Path, loaded: _Loaded, data: ParetoData, model: ModelCos
     heading = title or f"Pareto report: {', '.join(sweep_ids) or 'sweep'}"
     relative = [str(p.relative_to(out)) for k, p in files.items() if k.startswith("png:")] + [HTML_FILE, TABLE_FILE]
     summary = summary_data(table, data, title=heading, source=loaded.source, model=model, figures=relative,
-                           notes=notes)
+                           notes=notes, retime_command=_retime_command(loaded, sweep_ids))
     (out / SUMMARY_MD).write_text(render_markdown(summary))
     # The figures inlined (data: URIs): the page stands alone -- copied or mailed without png/, or previewed where
     # paths relative to it may not resolve (an artifact viewer) -- and loads nothing from anywhere.
@@ -257,6 +261,17 @@ def _write_summary(out: Path, loaded: _Loaded, data: ParetoData, model: ModelCos
     (out / SUMMARY_HTML).write_text(summary_html(summary, images))
     files["summary_md"], files["summary_html"] = out / SUMMARY_MD, out / SUMMARY_HTML
     return summary
+
+
+def _retime_command(loaded: _Loaded, sweep_ids: Sequence[str]) -> str:
+    """The ``python -m analysis.retime`` line for this sweep (placeholders where the source is not MLflow)."""
+    ref = loaded.ref
+    if ref is not None:
+        which = f"--sweep-id {quote(ref.sweep_id)}" if ref.sweep_id else f"--parent-run-id {ref.parent_run_id}"
+        return (f"{RETIME_COMMAND} --tracking-uri {quote(ref.tracking_uri)} --experiment {quote(ref.experiment_name)} "
+                f"{which}")
+    sweep = f" --sweep-id {quote(sweep_ids[0])}" if len(sweep_ids) == 1 else ""
+    return f"{RETIME_COMMAND} --tracking-uri URI --experiment NAME{sweep}"
 
 
 def build_report(

@@ -21,6 +21,11 @@ when a sweep is written: reading it back needs no torch), scaled per trial by a 
 validation set. Some trials are exact repeats (ties), some are stopped early (``KILLED``: no final metrics), one can
 fail. The values are made up; only their shape and bookkeeping are those of a sweep. ``unpruned_costs=False`` writes
 a sweep as it was logged before the unpruned costs were (no ``unpruned_*`` metrics, no ``metrics.json["unpruned"]``).
+``latency=True`` adds the measured CPU latency metrics of a finished trial's final report (``latency_cpu_b1_ms``,
+``latency_cpu_b64_ms``, their ratios, per domain and flat = the slowest domain's, ``latency_threads``,
+``latency_neighbours``): milliseconds roughly proportional to MACs, with noise; the first ``contended`` finished
+trials are timed "while" 2 other runs shared the machine (``latency_neighbours = 2``, slower and noisier). They are
+drawn from a generator of their own, so every other value is the same with or without them.
 """
 
 from __future__ import annotations
@@ -159,6 +164,28 @@ def _epoch_metrics(arch: _Architecture, budget: float, sharing: str, rng: np.ran
     return out
 
 
+def _latency_metrics(arch: _Architecture, final: Mapping[str, float], rng: np.random.Generator,
+                     neighbours: int) -> dict[str, float]:
+    """Made-up CPU latency of a finished trial (bap.latency's vocabulary): per domain and the slowest domain's."""
+    slow = 1.0 + (0.35 * neighbours * rng.uniform(0.5, 1.5) if neighbours else 0.0)
+    out: dict[str, float] = {M.LATENCY_THREADS: 1.0, M.LATENCY_NEIGHBOURS: float(neighbours)}
+    for batch in M.LATENCY_BATCHES:
+        ms_name, ratio_name = M.latency_metric("cpu", batch), M.latency_metric("cpu", batch, M.LATENCY_RATIO)
+        per_domain = {}
+        for d, (_, ref_m) in arch.domain_reference.items():
+            macs = final[M.domain_metric(M.MACS, d)]
+            # ~1 ms per 50 M MACs of one image, a fixed overhead per call; batch 64 amortises it.
+            unpruned = 0.15 + batch * ref_m * 2e-8 * rng.lognormal(0, 0.03)
+            ms = (0.15 + batch * macs * 2e-8 * rng.lognormal(0, 0.05)) * slow
+            out[M.domain_metric(ms_name, d)] = ms
+            out[M.domain_metric(ratio_name, d)] = ms / unpruned
+            per_domain[d] = ms
+        slowest = max(per_domain, key=per_domain.__getitem__)
+        out[ms_name] = per_domain[slowest]
+        out[ratio_name] = out[M.domain_metric(ratio_name, slowest)]
+    return out
+
+
 def _cost_entry(params: float, macs: float, reference: tuple[int, int] | None = None) -> dict[str, float]:
     """A cost as bap.train's metrics.json holds it: params, MACs, FLOPs and, given the reference, the ratios."""
     entry: dict[str, float] = {M.COST_PARAMS: int(params), M.COST_MACS: int(macs), M.COST_FLOPS: 2 * int(macs)}
@@ -247,9 +274,12 @@ def _plan(budgets: Sequence[float], trials_per_budget: int, repeats: int, killed
 
 
 def _trials(plan: Sequence[tuple[float, str]], arch: _Architecture, rng: np.random.Generator, sweep_id: str,
-            epochs: int, unpruned_costs: bool) -> list[_Trial]:
-    """Every trial's configuration and reports; a repeat copies an earlier trial's reports exactly."""
+            epochs: int, unpruned_costs: bool, latency: bool = False, contended: int = 0,
+            seed: int = 0) -> list[_Trial]:
+    """Every trial's configuration and reports; a repeat copies an earlier trial's reports exactly (latency too)."""
     trials: list[_Trial] = []
+    latency_rng = np.random.default_rng([seed, 1])  # its own draws: the other values do not change with latency
+    timed = 0
     for index, (budget, kind) in enumerate(plan):
         sharing = str(rng.choice(_SHARING))
         config: dict[str, Any] = {M.BUDGET: float(budget), "sharing": sharing}
@@ -262,6 +292,9 @@ def _trials(plan: Sequence[tuple[float, str]], arch: _Architecture, rng: np.rand
         else:
             last = 1 if kind in ("killed", "failed") else epochs
             history = [_epoch_metrics(arch, budget, sharing, rng, e, epochs, unpruned_costs) for e in range(last)]
+            if latency and kind == "finished":
+                history[-1].update(_latency_metrics(arch, history[-1], latency_rng, 2 if timed < contended else 0))
+                timed += 1
         trials.append(_Trial(index, f"5e1f0_{index:05d}", budget, sharing, config, history, _STATUS[kind]))
     return trials
 
@@ -349,6 +382,8 @@ def write_synthetic_sweep(
     seed: int = 0,
     artifact_root: str | Path | None = None,
     unpruned_costs: bool = True,
+    latency: bool = False,
+    contended: int = 0,
 ) -> SyntheticSweep:
     """Write one synthetic sweep to MLflow and to a Tune folder (module docstring).
 
@@ -371,6 +406,8 @@ def write_synthetic_sweep(
         seed: Random seed.
         artifact_root: Where a new experiment's artifacts go (default: ``mlruns/`` next to a SQLite file).
         unpruned_costs: Log ``unpruned_params`` / ``unpruned_macs`` (False: a sweep as written before they were).
+        latency: Finished trials also report measured CPU latency (module docstring).
+        contended: With ``latency``, how many finished trials (the first ones) were timed with 2 neighbours.
 
     Returns:
         Where the sweep was written.
@@ -382,7 +419,7 @@ def write_synthetic_sweep(
     experiment_dir = Path(storage_path) / sweep_id
     experiment_dir.mkdir(parents=True, exist_ok=True)
     plan = _plan(budgets, trials_per_budget, repeats, killed, failed)
-    for trial in _trials(plan, arch, rng, sweep_id, epochs, unpruned_costs):
+    for trial in _trials(plan, arch, rng, sweep_id, epochs, unpruned_costs, latency, contended, seed):
         train_dir = _write_tune_trial(experiment_dir, trial, arch, fixed)
         if mlflow is not None:
             _log_mlflow_trial(mlflow, trial, sweep_id, fixed, train_dir)
@@ -397,11 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for mlruns.db, mlruns/ and ray_results/")
     parser.add_argument("--trials-per-budget", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--latency", action="store_true", help="finished trials report measured CPU latency too")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sweep = write_synthetic_sweep(f"sqlite:///{out / 'mlruns.db'}", out / "ray_results",
-                                  trials_per_budget=args.trials_per_budget, seed=args.seed)
+                                  trials_per_budget=args.trials_per_budget, seed=args.seed,
+                                  latency=args.latency)
     print(f"wrote {sweep.trials} trials of sweep {sweep.sweep_id!r}; report it with:\n"
           f"  python -m analysis.report --tracking-uri {sweep.tracking_uri} --experiment {sweep.experiment} "
           f"--out {out / 'report'}\n"

@@ -8,7 +8,9 @@ editing the analysis. Columns, in order:
 * identity: ``sweep_id``, ``trial_id`` (Ray Tune's), ``run_id`` (the MLflow child run; missing when read from Tune),
   ``status`` (``FINISHED``, ``KILLED`` = stopped early, ``FAILED``, ``RUNNING``), ``finished``
   (:func:`bap.metrics.is_finished`: the trial reported its final, budget-enforced and pruned metrics) and
-  ``budget_cost`` (what its budget bounds: ``params``, ``macs`` or ``switches``; missing if it was not logged);
+  ``budget_cost`` (what its budget bounds: ``params``, ``macs`` or ``switches``; missing if it was not logged),
+  and ``latency_retimed`` (:data:`LATENCY_RETIMED`: when ``python -m analysis.retime`` re-measured the trial's
+  latency alone, from MLflow's ``bap.latency_retimed`` tag; a column only when some trial has it);
 * flat metrics of the vocabulary (``budget``, ``epoch``, ``mean_val_acc``, ``score``, ``union_params``,
   ``union_macs``, their ``*_ratio``, ``unpruned_params``, ``unpruned_macs``, ...), each the *latest* value reported
   by the trial; the core ones (:data:`CORE_FLAT`) are always columns, the others only when some trial reported them;
@@ -51,6 +53,7 @@ __all__ = [
     "CORE_PER_DOMAIN",
     "FINISHED",
     "FLAT_METRICS",
+    "LATENCY_RETIMED",
     "PER_DOMAIN_METRICS",
     "REFERENCE_MACS",
     "REFERENCE_PARAMS",
@@ -82,6 +85,7 @@ FINISHED = "finished"
 REFERENCE_PARAMS = "reference_params"  # one single-domain ResNet-26 with its head; per domain: reference_params/<d>
 REFERENCE_MACS = "reference_macs"
 CONFIG_PREFIX = "config/"
+LATENCY_RETIMED = "latency_retimed"  # text: the MLflow tag bap.latency_retimed (ISO time), None where absent
 
 STATUS_FINISHED, STATUS_KILLED, STATUS_FAILED, STATUS_RUNNING = "FINISHED", "KILLED", "FAILED", "RUNNING"
 
@@ -135,6 +139,7 @@ class TrialRecord:
             columns; values that are not numbers are ignored).
         config: The trial's configuration as MLflow stores params: flat keys, text values (see :func:`param_text`).
         run_id: The MLflow child run, if read from MLflow.
+        retimed: When its latency was re-measured alone (the run's ``bap.latency_retimed`` tag), if it was.
     """
 
     sweep_id: str
@@ -143,6 +148,7 @@ class TrialRecord:
     metrics: Mapping[str, float]
     config: Mapping[str, str] = field(default_factory=dict)
     run_id: str | None = None
+    retimed: str | None = None
 
 
 param_text = M.param_text  # one encoder for the producer (sweeps/) and this reader
@@ -218,7 +224,7 @@ class _MetricKeys:
         return [*self.flat, *self.per_domain, *self.extra]
 
 
-_IDENTITY = (SWEEP_ID, TRIAL_ID, RUN_ID, STATUS, FINISHED, BUDGET_COST)
+_IDENTITY = (SWEEP_ID, TRIAL_ID, RUN_ID, STATUS, FINISHED, BUDGET_COST, LATENCY_RETIMED)
 _DERIVED = (REFERENCE_PARAMS, REFERENCE_MACS)
 
 
@@ -298,6 +304,8 @@ def build_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
         FINISHED: pd.Series([M.is_finished(r.metrics) for r in records], index=index, dtype=bool),
         BUDGET_COST: pd.Series([r.config.get(BUDGET_COST) for r in records], index=index, dtype="str"),
     }
+    if any(r.retimed for r in records):  # tables of sweeps never re-timed keep their columns
+        data[LATENCY_RETIMED] = pd.Series([r.retimed or None for r in records], index=index, dtype="str")
     data.update(_flat_columns(keys, numbers, records))
     data.update(_per_domain_columns(keys, numbers))
     data.update({key: numbers[key] for key in keys.extra})

@@ -1,4 +1,5 @@
-"""Display units of the report: params in M, MACs in M or G (whichever reads better), accuracy in %.
+"""Display units of the report: params in M, MACs in M or G (whichever reads better), accuracy in %, measured
+latency in ms (:data:`MILLISECONDS`: the table's latency metrics already are milliseconds per call of a batch).
 
 Toy models (the offline smoke sweep: a few thousand parameters) get params in k rather than 0.00x M.
 
@@ -12,7 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["GIGA", "KILO", "MEGA", "Unit", "format_count", "format_percent", "format_ratio", "macs_unit", "params_unit"]
+__all__ = ["GIGA", "KILO", "MEGA", "MILLISECONDS", "Unit", "format_count", "format_ms", "format_percent", "format_ratio",
+           "macs_unit", "params_unit"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Unit:
 KILO = Unit("k", 1e3)
 MEGA = Unit("M", 1e6)
 GIGA = Unit("G", 1e9)
+MILLISECONDS = Unit("ms", 1.0)  # latency metrics are logged in ms: shown as they are
 
 
 def _largest(values: Iterable[float]) -> float:
@@ -73,3 +76,8 @@ def format_ratio(ratio: float) -> str:
     if ratio is None or not math.isfinite(ratio):
         return "-"
     return f"{ratio:.3f}x"
+
+
+def format_ms(ms: float) -> str:
+    """Milliseconds with 3 significant digits: ``8.6047 -> "8.60 ms"``, ``554.8 -> "555 ms"``; ``"-"`` for NaN."""
+    return format_count(ms, MILLISECONDS)
