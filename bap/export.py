@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from bap.blocks import BasicBlock, Bottleneck, DomainBatchNorm2d, Projection, ZeroPadShortcut
 from bap.cost import DEFAULT_INPUT_SIZE
@@ -188,9 +189,14 @@ class _Folder:
         return nn.Sequential(OrderedDict((str(i), self.block(f"{name}.{i}", b)) for i, b in enumerate(blocks)))
 
 
-def single_domain_module(model: MultiDomainNetwork, domain: str) -> nn.Sequential:
+def single_domain_module(model: MultiDomainNetwork, domain: str, *, fold_norms: bool = False) -> nn.Sequential:
     """The plain single-domain network of ``domain`` (eval mode, on the model's device): ``module(x)`` equals
     ``model(x, domain)`` of the model in eval mode, with only this domain's live channels, BNs and head.
+
+    ``fold_norms``: fold each BN into the conv before it (:func:`fold_batch_norms`): the same outputs up to float
+    rounding, with one pass less over the activations -- what onnxruntime does to an exported file when it loads
+    it, and what :mod:`bap.latency` times. MACs are still ``count_cost``'s; parameters are each folded BN's two
+    per channel fewer and the conv's new bias, one per channel, more.
 
     Module names follow the model's (``layer1.0.conv1``, ``stem_bn``; the head is ``head`` for the ResNet-26 and
     ``fc`` for a torchvision ResNet), so a state dict reads like the model's.
@@ -219,8 +225,28 @@ def single_domain_module(model: MultiDomainNetwork, domain: str) -> nn.Sequentia
     else:
         raise TypeError(f"single_domain_module supports bap's MultiDomainResNet26 and MultiDomainResNet, "
                         f"got {type(model).__name__}")
-    module = nn.Sequential(OrderedDict(layers))
-    return module.eval()
+    module = nn.Sequential(OrderedDict(layers)).eval()
+    return fold_batch_norms(module) if fold_norms else module
+
+
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """Fold, in place, every eval-mode BN into the conv that feeds it (``torch.nn.utils.fusion.fuse_conv_bn_eval``:
+    the conv gains a bias, the BN becomes ``nn.Identity``) in a :func:`single_domain_module`: the stem, each block's
+    ``conv<i>``/``bn<i>`` and each projection shortcut. A BN after a conv with no live input stays (its constant
+    output is what the domain computes). Returns ``module``."""
+    pairs: list[tuple[nn.Module, str, str]] = []
+    for parent in module.modules():
+        if isinstance(parent, PlainBlock):
+            pairs += [(parent, f"conv{i}", f"bn{i}") for i in range(1, parent.stages + 1)]
+        elif isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            pairs += [(parent, a, b) for a, b in zip(names, names[1:], strict=False)]
+    for parent, conv_name, norm_name in pairs:
+        conv, norm = getattr(parent, conv_name), getattr(parent, norm_name)
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
+            setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
+            setattr(parent, norm_name, nn.Identity())
+    return module
 
 
 def _require(modules: tuple[str, ...], what: str) -> None:

@@ -1,7 +1,8 @@
 """Measured inference latency of a pruned multi-domain network, next to the unpruned one, per domain.
 
 What is timed is what a deployment runs: each domain's plain single-domain network
-(:func:`bap.export.single_domain_module`: the domain's unused channels removed, its BNs and head), eval mode, under
+(:func:`bap.export.single_domain_module`: the domain's unused channels removed, its BNs folded into its convs as
+onnxruntime folds them in an exported file, its head), eval mode, kernels and images channels-last, under
 ``torch.inference_mode``, with random images of the run's input size. Beside it, in the same call, the same
 domain's *unpruned* network (every switch on, rebuilt from the model's config) is timed the same way, so the ratio
 ``pruned ms / unpruned ms`` is measured side by side on the same machine under the same load -- the figure to set
@@ -16,6 +17,7 @@ machine while it timed, :mod:`bap.neighbours`: above 0 the times are noisy).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -43,11 +45,17 @@ def unpruned_network(model: MultiDomainNetwork) -> MultiDomainNetwork:
 
 def time_module(module: nn.Module, input_size: tuple[int, int, int], batch: int, *,
                 device: str | torch.device = "cpu", min_time_s: float = DEFAULT_MIN_TIME_S,
-                threads: int | None = None) -> float:
-    """Median milliseconds of one ``module(x)`` call on a batch of ``batch`` random images of ``input_size``."""
+                threads: int | None = None, channels_last: bool = True) -> float:
+    """Median milliseconds of one ``module(x)`` call on a batch of ``batch`` random images of ``input_size``.
+
+    ``channels_last``: time a copy of the module with its kernels, and the images, in channels-last memory format
+    (what oneDNN's CPU convolutions and cuDNN's run fastest on: ``bench/inference_fixes.py``)."""
     device = torch.device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        module = copy.deepcopy(module).to(memory_format=memory_format)
     module = module.to(device).eval()
-    x = torch.randn(batch, *input_size, device=device)
+    x = torch.randn(batch, *input_size, device=device).contiguous(memory_format=memory_format)
     timer = benchmark.Timer(stmt="run(x)", globals={"run": _inference(module), "x": x},
                             num_threads=threads or torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_time_s).median * 1e3
@@ -96,7 +104,8 @@ def measure_latency(
     out: dict[str, float] = {}
     slowest: dict[int, tuple[float, float]] = {}
     for name in names:
-        pruned, unpruned = single_domain_module(model, name), single_domain_module(dense, name)
+        pruned = single_domain_module(model, name, fold_norms=True)
+        unpruned = single_domain_module(dense, name, fold_norms=True)
         for batch in batches:
             ms_name = M.latency_metric(device, batch)
             ms = time_module(pruned, input_size, batch, device=device, min_time_s=min_time_s, threads=threads)

@@ -29,3 +29,16 @@ def test_gpu_trial_benchmark_needs_cuda_unless_smoke():
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_trial.py")], capture_output=True, text=True,
                           timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "no CUDA device" in proc.stderr
+
+
+@pytest.mark.slow
+def test_inference_fixes_benchmark_smoke_run():
+    """Every before/after variant computes the switched model's outputs (the script asserts it) and is tabled."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "inference_fixes.py"), "--quick"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for label in ("all on", "keep 0.7", "keep 0.45"):
+        assert f"| {label} | single-domain, BNs folded (after) |" in out
+        assert f"| {label} | multi-domain, identity gathers (before) |" in out
+    assert "after / before, same network, same round" in out

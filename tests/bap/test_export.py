@@ -166,6 +166,32 @@ def test_plain_module_is_the_domain_for_the_switched_and_the_pruned_model(arch):
     assert len(sizes) == len(model.domains)  # the domains differ: each module is one domain's, not the union
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_folding_the_norms_keeps_the_outputs_and_macs_and_trades_each_bn_for_a_bias(arch):
+    """What bap.latency times: each BN that follows a conv folded into it, outputs and MACs unchanged."""
+    _, pruned = _models(arch)
+    size = _size(arch)
+    x = _inputs(size)[3]
+    for domain in pruned.domains:
+        plain = single_domain_module(pruned, domain)
+        folded = single_domain_module(pruned, domain, fold_norms=True)
+        norms = [m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)]
+        left = {name: m for name, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)}
+        assert len(left) < len(norms)
+        for name in left:  # kept: the ResNet-26's head BN (it follows a block) and BNs after a conv with no input
+            parent, _, leaf = name.rpartition(".")
+            conv = {"stem_bn": "stem", "1": "0"}.get(leaf, leaf.replace("bn", "conv"))
+            assert name == "head_bn" or isinstance(folded.get_submodule(f"{parent}.{conv}".lstrip(".")), ZeroConv2d)
+        convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(conv.bias is not None for conv in convs)
+        params = sum(p.numel() for p in plain.parameters())
+        removed = sum(2 * m.num_features for m in norms) - sum(2 * m.num_features for m in left.values())
+        assert sum(p.numel() for p in folded.parameters()) == params - removed + sum(c.out_channels for c in convs)
+        assert _macs(folded, torch.zeros(1, *size)) == count_cost(pruned, domain, size).macs
+        with torch.no_grad():
+            assert (folded(x) - plain(x)).abs().max().item() <= TOLERANCE
+
+
 def test_names_read_like_the_models():
     model, _ = _models("resnet50")
     state = single_domain_module(model, "b").state_dict()
