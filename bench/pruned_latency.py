@@ -12,9 +12,9 @@ against the switched model itself, at batch 1 and 64 on the CPU (torch threads =
 - torchscript: ``bap.export_domain(..., format="torchscript")`` run through ``torch.jit.load``.
 
 Also timed: each pruned model with its kept channel counts rounded up to a multiple of 8 or 16 by adding back
-channels that every domain has switched off (zero-masked, so the outputs stay exact: checked), eager and in
-onnxruntime (the padded model traced as is, its zero-masked kernel columns kept; ``export_domain`` would fold them
-away again). The rounding is built here only; ``bap.prune`` is unchanged.
+channels that every domain has switched off (``bap.prune(model, channel_multiple=8)``: zero-masked, so the outputs
+stay exact: checked), eager and in onnxruntime (the padded model traced as is, its zero-masked kernel columns kept;
+``export_domain`` would fold them away again).
 
 Every variant runs once per round, rounds interleaved, after a warm-up round; the figure is the median over rounds
 (batch 1: the median of 5 calls per round). Only 3 rounds by default, to keep a full run near 5 minutes on 2
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import statistics
 import tempfile
@@ -43,7 +42,6 @@ import torch
 from torch import nn
 
 import bap
-from bap.prune import _apply_plan, pruning_plan
 
 INPUT = (3, 64, 64)
 DOMAINS = {"a": 10, "b": 10, "c": 10}
@@ -76,24 +74,8 @@ def search_p(model: bap.MultiDomainResNet26, uniform: dict[str, torch.Tensor], t
 
 
 def rounded(model: bap.MultiDomainResNet26, multiple: int) -> nn.Module:
-    """``bap.prune(model)`` with each conv's kept inputs padded up to a multiple of ``multiple`` (capped at the
-    conv's width) by channels every domain has off: their masks are all False, so the outputs do not change.
-    An inner link's producer keeps the filters its consumer's padded inputs read (with their BN entries)."""
-    plan = pruning_plan(model)
-    masks = {name: conv.in_masks() for name, conv in model.switched_convs()}
-    for name, layer in plan.items():
-        kept = layer["kept_inputs"]
-        width = layer["in_channels"]
-        want = min(width, math.ceil(kept.numel() / multiple) * multiple) if kept.numel() else 0
-        if want > kept.numel():
-            taken = set(kept.tolist())
-            unused = torch.tensor([c for c in range(width) if c not in taken], dtype=torch.long)
-            kept = torch.sort(torch.cat([kept, unused[: want - kept.numel()]])).values
-        layer["kept_inputs"] = kept
-        layer["masks"] = masks[name][:, kept]
-    for link in model.channel_links():
-        plan[link.producer]["kept_outputs"] = plan[link.consumer]["kept_inputs"]
-    return _apply_plan(copy.deepcopy(model), plan).eval()
+    """``bap.prune(model, channel_multiple=multiple)``: kept counts padded with channels every domain has off."""
+    return bap.prune(model, channel_multiple=multiple).eval()
 
 
 class OneDomain(nn.Module):

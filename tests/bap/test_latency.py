@@ -90,3 +90,10 @@ def test_a_run_counts_the_other_live_runs_and_forgets_dead_ones(runs_dir):
         assert other_runs() == 0  # reaped: its pid is gone
         assert len(list(runs_dir.iterdir())) == 1  # the dead run's marker was cleaned up, ours is left
     assert list(runs_dir.iterdir()) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_cuda_names_are_measured(runs_dir):
+    out = measure_latency(_half_pruned().cuda(), INPUT, device="cuda", min_time_s=0.01)
+    for batch in M.LATENCY_BATCHES:
+        assert out[M.latency_metric("cuda", batch)] > 0 and out[M.latency_metric("cuda", batch, M.LATENCY_RATIO)] > 0

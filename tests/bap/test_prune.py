@@ -97,11 +97,33 @@ def test_save_load_roundtrip(tmp_path):
     assert count_cost(loaded) == count_cost(model)
 
 
+@pytest.mark.parametrize("multiple", [4, 8])
+def test_rounded_kept_channels_pad_with_switched_off_channels_and_compute_the_same(tmp_path, multiple):
+    model = _switched(5, 0.3)
+    plain, rounded = prune(model).eval(), prune(model, channel_multiple=multiple).eval()
+    x = torch.randn(4, 3, 24, 24, generator=torch.Generator().manual_seed(5))
+    _assert_same_outputs(model, rounded, x)
+    padded = False
+    for name, conv in rounded.switched_convs():
+        kept, width = conv.in_channels, rounded.pruning_maps[name]["in_channels"]
+        assert kept == width or (kept % multiple == 0 and kept < width) or kept == 0, name
+        extra = kept - dict(plain.switched_convs())[name].in_channels
+        assert extra >= 0 and int((~conv.masks.any(dim=0)).sum()) == extra  # the padding: off for every domain
+        padded |= extra > 0
+    assert padded
+    assert count_cost(rounded) == count_cost(model)  # what the domains use is unchanged...
+    assert sum(p.numel() for p in rounded.parameters()) > count_cost(model).params  # ...the padding costs params
+    save_pruned(rounded, tmp_path / "rounded")
+    _assert_same_outputs(model, load_pruned(tmp_path / "rounded").eval(), x)
+
+
 def test_bad_inputs(tmp_path):
     model = tiny_model()
     with pytest.raises(ValueError, match="save_pruned expects a pruned model"):
         save_pruned(model, tmp_path)
     with pytest.raises(ValueError, match="already pruned"):
         prune(prune(model))
+    with pytest.raises(ValueError, match="channel_multiple must be a positive integer"):
+        prune(model, channel_multiple=0)
     with pytest.raises(FileNotFoundError, match="architecture.json"):
         load_pruned(tmp_path / "nothing")
