@@ -114,7 +114,7 @@ def _check(min_time_s: float, threads: int | None) -> None:
         raise AnalysisError(f"--min-time-s must be a positive number of seconds, not {min_time_s!r} "
                             f"(default {DEFAULT_MIN_TIME_S}).")
     if threads is not None and threads < 1:
-        raise AnalysisError(f"--threads must be at least 1, not {threads} (default: torch's, i.e. every core).")
+        raise AnalysisError(f"--threads must be at least 1, not {threads} (default: the threads each trial timed with).")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -123,9 +123,12 @@ def _check(min_time_s: float, threads: int | None) -> None:
 
 
 def _time(trial: _Trial, min_time_s: float, threads: int | None) -> dict[str, float]:
-    from bap.latency import measure_latency
+    from bap.latency import CHANNEL_MULTIPLE, measure_latency
 
-    return measure_latency(trial.model, trial.input_size, device=DEVICE, min_time_s=min_time_s, threads=threads)
+    recorded = trial.run.data.metrics.get(M.LATENCY_CHANNEL_MULTIPLE)  # timed as the trial timed it
+    multiple = int(recorded) if recorded is not None and math.isfinite(recorded) and recorded >= 1 else CHANNEL_MULTIPLE
+    return measure_latency(trial.model, trial.input_size, device=DEVICE, min_time_s=min_time_s, threads=threads,
+                           channel_multiple=multiple)
 
 
 def _log(client: Any, run: Any, values: Mapping[str, float]) -> None:
@@ -169,7 +172,8 @@ def retime_trials(
         sweep_id: The sweep's ``bap.sweep_id`` tag (default: the experiment's newest sweep).
         parent_run_id: The sweep's parent run (instead of ``experiment``/``sweep_id``).
         min_time_s: Seconds each measurement runs at least.
-        threads: Torch threads for the timing (default: torch's).
+        threads: Torch threads for the timing (default: each trial's own, its ``latency_threads``; torch's where
+            it has none).
         log_to_mlflow: Log the new values and the tag to each trial's run.
 
     Returns:
@@ -194,6 +198,9 @@ def retime_trials(
 def _retime_one(client: Any, trial: _Trial, min_time_s: float, threads: int | None,
                 log_to_mlflow: bool) -> RetimedTrial:
     run = trial.run
+    recorded = run.data.metrics.get(M.LATENCY_THREADS)
+    if threads is None and recorded is not None and math.isfinite(recorded) and recorded >= 1:
+        threads = int(recorded)  # as the trial timed it: the comparison is then load against no load
     after = _time(trial, min_time_s, threads)
     before = {key: float(run.data.metrics.get(key, math.nan)) for key in after}
     result = RetimedTrial(run.info.run_id, run.info.run_name or run.info.run_id, before, after)
@@ -234,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("timing")
     g.add_argument("--min-time-s", type=float, default=DEFAULT_MIN_TIME_S,
                    help=f"seconds each measurement runs at least (default {DEFAULT_MIN_TIME_S})")
-    g.add_argument("--threads", type=int, help="torch threads for the timing (default: torch's)")
+    g.add_argument("--threads", type=int, help="torch threads for the timing (default: the threads each trial timed "
+                   "with, its latency_threads)")
     g.add_argument("--no-log", action="store_true", help="print the new times, do not log them to MLflow")
     return p
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -115,21 +116,31 @@ class PlainBlock(nn.Module):
 class _Folder:
     """Turns one domain's convs and BNs of a (switched or pruned) network into plain modules."""
 
-    def __init__(self, model: MultiDomainNetwork, d: int) -> None:
+    def __init__(self, model: MultiDomainNetwork, d: int, channel_multiple: int = 1) -> None:
         self.model = model
         self.d = d
+        self.multiple = channel_multiple
         self.convs = dict(model.switched_convs())
         links = model.channel_links()
         self.consumer_of = {link.producer: link.consumer for link in links}
         self.producer_of_norm = {link.norm: link.producer for link in links}
         self.link_consumers = {link.consumer for link in links}
 
+    def live_inputs(self, name: str) -> torch.Tensor:
+        """Positions, among the conv's inputs, of the channels the domain reads -- padded up to a multiple of
+        ``channel_multiple`` (as far as the conv has inputs) with channels it does not read."""
+        on = self.convs[name].in_masks()[self.d]
+        live = torch.nonzero(on, as_tuple=False).flatten()
+        if self.multiple > 1 and live.numel():
+            want = min(on.numel(), math.ceil(live.numel() / self.multiple) * self.multiple)
+            padding = torch.nonzero(~on, as_tuple=False).flatten()[: want - live.numel()]
+            live = torch.sort(torch.cat([live, padding])).values
+        return live
+
     def live_outputs(self, name: str) -> torch.Tensor | None:
         """An inner link producer's filters the domain's consumer reads (None: every filter, the residual stream)."""
         consumer = self.consumer_of.get(name)
-        if consumer is None:
-            return None
-        return torch.nonzero(self.convs[consumer].in_masks()[self.d], as_tuple=False).flatten()
+        return None if consumer is None else self.live_inputs(consumer)
 
     def _incoming_width(self, name: str, conv: DomainConv) -> int:
         """Channels of the tensor the conv reads: a pruned conv's kept inputs are a subset of them."""
@@ -137,12 +148,15 @@ class _Folder:
 
     def conv(self, name: str) -> nn.Module:
         conv = self.convs[name]
-        live_in = torch.nonzero(conv.in_masks()[self.d], as_tuple=False).flatten()
+        live_in = self.live_inputs(name)
         live_out = self.live_outputs(name)
         out_channels = conv.out_channels if live_out is None else int(live_out.numel())
         if live_in.numel() == 0 or out_channels == 0:
             return ZeroConv2d(out_channels, conv.kernel_size, conv.stride, conv.padding)
         weight = conv.weight.detach().index_select(1, live_in.to(conv.weight.device))
+        padding = ~conv.in_masks()[self.d][live_in]  # channels read only to round the count: zero weights
+        if padding.any():
+            weight = weight * (~padding).to(weight).view(1, -1, 1, 1)
         if live_out is not None:
             weight = weight.index_select(0, live_out.to(weight.device))
         in_index: torch.Tensor | None = None
@@ -189,7 +203,8 @@ class _Folder:
         return nn.Sequential(OrderedDict((str(i), self.block(f"{name}.{i}", b)) for i, b in enumerate(blocks)))
 
 
-def single_domain_module(model: MultiDomainNetwork, domain: str, *, fold_norms: bool = False) -> nn.Sequential:
+def single_domain_module(model: MultiDomainNetwork, domain: str, *, fold_norms: bool = False,
+                         channel_multiple: int | None = None) -> nn.Sequential:
     """The plain single-domain network of ``domain`` (eval mode, on the model's device): ``module(x)`` equals
     ``model(x, domain)`` of the model in eval mode, with only this domain's live channels, BNs and head.
 
@@ -197,6 +212,11 @@ def single_domain_module(model: MultiDomainNetwork, domain: str, *, fold_norms: 
     rounding, with one pass less over the activations -- what onnxruntime does to an exported file when it loads
     it, and what :mod:`bap.latency` times. MACs are still ``count_cost``'s; parameters are each folded BN's two
     per channel fewer and the conv's new bias, one per channel, more.
+
+    ``channel_multiple``: read each conv's live input channels (and keep an inner link's filters) in multiples of
+    this, e.g. 8, padding with channels the domain does not use, their kernel slices zero (the same outputs; as
+    far as the conv has inputs): more MACs and parameters than ``count_cost``, for CPU kernels that run round
+    channel counts faster (``bench/RESULTS.md``). Default: the live channels exactly.
 
     Module names follow the model's (``layer1.0.conv1``, ``stem_bn``; the head is ``head`` for the ResNet-26 and
     ``fc`` for a torchvision ResNet), so a state dict reads like the model's.
@@ -209,7 +229,9 @@ def single_domain_module(model: MultiDomainNetwork, domain: str, *, fold_norms: 
     from bap.resnet import MultiDomainResNet
 
     d = model.domain_index(domain)
-    fold = _Folder(model, d)
+    if channel_multiple is not None and (not isinstance(channel_multiple, int) or channel_multiple < 1):
+        raise ValueError(f"channel_multiple must be a positive integer (e.g. 8) or None, got {channel_multiple!r}")
+    fold = _Folder(model, d, channel_multiple or 1)
     head = copy.deepcopy(model.heads[d])
     layers: list[tuple[str, nn.Module]]
     if isinstance(model, MultiDomainResNet26):
@@ -243,7 +265,8 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
             pairs += [(parent, a, b) for a, b in zip(names, names[1:], strict=False)]
     for parent, conv_name, norm_name in pairs:
         conv, norm = getattr(parent, conv_name), getattr(parent, norm_name)
-        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
+        if (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training
+                and norm.running_mean is not None):
             setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm))
             setattr(parent, norm_name, nn.Identity())
     return module
@@ -265,6 +288,7 @@ def export_domain(
     format: ExportFormat = "onnx",
     input_size: tuple[int, int, int] = DEFAULT_INPUT_SIZE,
     onnx_exporter: OnnxExporter = "torchscript",
+    channel_multiple: int | None = None,
 ) -> Path:
     """Write ``domain``'s plain single-domain network (:func:`single_domain_module`) to ``path`` and return it.
 
@@ -281,9 +305,12 @@ def export_domain(
     Gemm nodes), not per stored initializer: the TorchScript-based exporter stores bit-identical tensors once
     (untrained BNs' ones and zeros, say), read through Identity nodes.
 
+    ``channel_multiple``: as in :func:`single_domain_module` -- live channel counts padded to a multiple (zero
+    kernel slices; more parameters and MACs than ``count_cost``, often faster on CPUs).
+
     Raises:
         KeyError: an unknown ``domain`` (naming the allowed ones).
-        ValueError: an unknown ``format`` or ``onnx_exporter`` (naming the allowed values).
+        ValueError: an unknown ``format``, ``onnx_exporter`` or ``channel_multiple`` (naming the allowed values).
         ImportError: ONNX export without the ``export`` extra (``pip install -e .[export]``).
     """
     model.domain_index(domain)
@@ -295,7 +322,7 @@ def export_domain(
         if onnx_exporter not in ONNX_EXPORTERS:
             raise ValueError(f"unknown onnx_exporter {onnx_exporter!r}; allowed values: {list(ONNX_EXPORTERS)}")
         _require(ONNX_MODULES[onnx_exporter], "exporting to ONNX")
-    module = single_domain_module(model, domain).cpu().eval()
+    module = single_domain_module(model, domain, channel_multiple=channel_multiple).cpu().eval()
     example = torch.randn(2, *(int(v) for v in input_size))  # batch 2: nothing gets specialised to a batch of 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,11 +42,13 @@ FEASIBLE_MEAN_VAL_ACC = "feasible_mean_val_acc"
 FEASIBLE_SCORE = "feasible_score"
 BUDGET_TARGET = "budget_target"  # the annealed target usage at the end of the epoch (1.0 -> budget)
 # Measured inference latency of the pruned network, final report only (bap.latency): each domain's deployable
-# single-domain network (bap.export.single_domain_module: its unused channels removed) is timed with the torch threads
-# the run was given, next to the same domain's unpruned network timed in the same run. Per domain under
+# single-domain network (bap.export.single_domain_module: its unused channels removed, the kept counts padded to
+# LATENCY_CHANNEL_MULTIPLE, BNs folded) is timed with the torch threads the run was given, next to the same domain's
+# unpruned network timed in the same run. Per domain under
 # domain_metric(name, d); the flat value is the slowest domain's (as UNION_MACS is the worst domain's).
 LATENCY_THREADS = "latency_threads"  # torch threads the CPU timing used
 LATENCY_NEIGHBOURS = "latency_neighbours"  # other training runs live on this machine while it timed (0 = alone)
+LATENCY_CHANNEL_MULTIPLE = "latency_channel_multiple"  # the kept channel counts were padded to a multiple of (1 = none)
 LATENCY_DEVICES = ("cpu", "cuda")  # cuda only when the run trained on a GPU
 LATENCY_BATCHES = (1, 64)
 LATENCY_MS, LATENCY_RATIO = "ms", "ratio"  # milliseconds per call of a whole batch | pruned ms / unpruned ms
@@ -69,7 +71,7 @@ FLAT_METRICS: tuple[str, ...] = (
     EPOCH, BUDGET, MEAN_VAL_ACC, SCORE, UNION_PARAMS, UNION_MACS, UNION_PARAMS_RATIO, UNION_MACS_RATIO,
     UNPRUNED_PARAMS, UNPRUNED_MACS, PRUNED_AGREEMENT, TRAIN_LOSS, SHARING_LOSS, SHARING_WEIGHT,
     ENFORCED_SWITCHES_OFF, RESUMED_FROM_EPOCH, FEASIBLE_MEAN_VAL_ACC, FEASIBLE_SCORE, BUDGET_TARGET,
-    LATENCY_THREADS, LATENCY_NEIGHBOURS, *LATENCY_METRICS,
+    LATENCY_THREADS, LATENCY_NEIGHBOURS, LATENCY_CHANNEL_MULTIPLE, *LATENCY_METRICS,
 )
 
 # Per-domain metrics: domain_metric(VAL_ACC, "svhn") -> "val_acc/svhn".
@@ -116,7 +118,7 @@ def is_measured(key: str) -> bool:
     the same seed reproduces every metric except these."""
     split = split_domain_metric(key)
     name = key if split is None else split[0]
-    return name in LATENCY_METRICS or name in (LATENCY_THREADS, LATENCY_NEIGHBOURS)
+    return name in LATENCY_METRICS or name in (LATENCY_THREADS, LATENCY_NEIGHBOURS, LATENCY_CHANNEL_MULTIPLE)
 
 
 def is_known_metric(key: str) -> bool:
@@ -148,7 +150,8 @@ JSON_INPUT_SIZE = "input_size"  # (C, H, W) the costs were counted at
 JSON_HISTORY = "history"  # every epoch's flat metrics
 JSON_BACKBONE = "backbone"  # the backbone checkpoint the run started from
 JSON_WALL_SECONDS = "wall_seconds"
-JSON_LATENCY = "latency"  # {device, threads, neighbours, min_time_s, ms: {domain: {metric: value}}, flat metrics}
+JSON_LATENCY = "latency"  # the flat latency metrics (slowest domain, threads, neighbours, channel multiple); per
+# domain they are in JSON_DOMAINS
 # Keys inside JSON_UNION / JSON_REFERENCE / JSON_UNPRUNED.
 COST_PARAMS = "params"
 COST_MACS = "macs"

@@ -4,7 +4,9 @@ Every run (``bap.train``, a sweep trial, the CLI) holds a marker file in a machi
 (:func:`registered_run`); :func:`other_runs` counts the markers of live processes other than the caller's own.
 Markers of processes that died without removing theirs (a killed trial) are ignored and cleaned up. The folder is
 ``$BAP_RUNS_DIR`` or ``<tmp>/bap-runs-<uid>``: Ray nodes that share a machine (and its ``/tmp``) see each other's
-runs, which is what matters for contention -- they share the cores too.
+runs, which is what matters for contention -- they share the cores too. Liveness is by process id
+(``os.kill(pid, 0)``): nodes in separate PID namespaces (containers) sharing one ``/tmp`` should each set
+``$BAP_RUNS_DIR`` to a folder of their own.
 """
 
 from __future__ import annotations

@@ -345,11 +345,11 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    run = _Run(config, select_datasets(config, data), device)
-    if resume_from is not None:
-        state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device, weights_only=False)
-        run.load_state_dict(state)
-    with registered_run():
+    with registered_run():  # from the start: pretraining a backbone loads the machine too
+        run = _Run(config, select_datasets(config, data), device)
+        if resume_from is not None:
+            state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device, weights_only=False)
+            run.load_state_dict(state)
         result = _epochs(run, out_dir, report, progress, started)
     if not result:  # resumed from the final checkpoint: nothing left to train
         result = json.loads((out_dir / M.METRICS_FILE).read_text())
@@ -444,8 +444,8 @@ def _latency(run: _Run, pruned: MultiDomainNetwork) -> dict[str, float]:
         return {}
     out = measure_latency(pruned, run.input_size, min_time_s=seconds)
     if run.device.type == "cuda":
-        out.update({k: v for k, v in measure_latency(pruned, run.input_size, device="cuda", min_time_s=seconds).items()
-                    if k not in (M.LATENCY_THREADS, M.LATENCY_NEIGHBOURS)})
+        on_gpu = measure_latency(pruned, run.input_size, device=run.device, min_time_s=seconds)
+        out.update({k: v for k, v in on_gpu.items() if M.split_domain_metric(k) or k in M.LATENCY_METRICS})
     return out
 
 

@@ -101,6 +101,20 @@ def _finite(values: Sequence[Any]) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """A searcher state saved before the objectives were kept apart from Tune's metric (a sweep resumed across the
+    upgrade): the study's objectives from the metric list, Tune's metric its first element."""
+    state = dict(state)
+    if "_objectives" not in state:
+        metric, mode = state.get("_metric"), state.get("_mode")
+        state["_multi"] = isinstance(metric, list)
+        state["_objectives"] = list(metric) if isinstance(metric, list) else [metric]
+        state["_modes"] = list(mode) if isinstance(mode, list) else [mode]
+        state["_metric"] = state["_objectives"][0]
+        state["_mode"] = state["_modes"][0]
+    return state
+
+
 class AskTellSearcher(Searcher):
     """One Optuna study as a Tune searcher, through ``ask``/``tell``.
 
@@ -141,6 +155,9 @@ class AskTellSearcher(Searcher):
         state = self.__dict__.copy()
         state.update(_study=None, _live={}, _orphans=None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(_upgraded(state))
 
     @property
     def multi_objective(self) -> bool:
@@ -264,7 +281,8 @@ class AskTellSearcher(Searcher):
         import pickle
 
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))  # recomputed against the study as it is now: orphans, live trials
+            # recomputed against the study as it is now: orphans, live trials
+            self.__dict__.update(_upgraded(pickle.load(f)))
 
 
 class PerBudgetSearch(Searcher):

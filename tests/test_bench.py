@@ -39,6 +39,17 @@ def test_inference_fixes_benchmark_smoke_run():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for label in ("all on", "keep 0.7", "keep 0.45"):
-        assert f"| {label} | single-domain, BNs folded (after) |" in out
+        assert f"| {label} | single-domain, folded, channels-last, x8 (after) |" in out
         assert f"| {label} | multi-domain, identity gathers (before) |" in out
     assert "after / before, same network, same round" in out
+
+
+@pytest.mark.slow
+def test_sweep_models_latency_benchmark_smoke_run():
+    """A real smoke sweep's pruned models are timed, exact and rounded, and set against their MACs ratios."""
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "sweep_models_latency.py"), "--smoke",
+                           "--min-time-s", "0.01"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "2 trials of latency" in out and out.count("| 0.25 |") + out.count("| 0.75 |") == 2
+    assert "median latency ratio / MACs ratio at batch 64 (x8)" in out

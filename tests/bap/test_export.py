@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 import math
 import subprocess
@@ -190,6 +191,37 @@ def test_folding_the_norms_keeps_the_outputs_and_macs_and_trades_each_bn_for_a_b
         assert _macs(folded, torch.zeros(1, *size)) == count_cost(pruned, domain, size).macs
         with torch.no_grad():
             assert (folded(x) - plain(x)).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_rounded_channel_counts_compute_the_same_with_zero_padding(arch, tmp_path):
+    """channel_multiple=8 (what bap.latency times): each conv reads its live inputs in multiples of 8 where it has
+    that many, the extra kernel slices zero, the domain's outputs unchanged, in torch and in the exported file."""
+    model, pruned = _models(arch)
+    size = _size(arch)
+    x = _inputs(size)[3]
+    for source in (model, pruned):
+        for domain in source.domains:
+            exact = single_domain_module(source, domain)
+            rounded = single_domain_module(source, domain, channel_multiple=8)
+            widths = {n: c.in_channels for n, c in source.switched_convs()}
+            if source.pruned:
+                widths = {n: len(source.pruning_maps[n]["kept_inputs"]) for n in widths}
+            convs = {n: m for n, m in rounded.named_modules() if isinstance(m, nn.Conv2d)}
+            for name, conv in convs.items():
+                assert conv.in_channels % 8 == 0 or conv.in_channels == widths[name], name
+                assert conv.in_channels >= exact.get_submodule(name).in_channels
+            assert _macs(rounded, torch.zeros(1, *size)) >= count_cost(source, domain, size).macs
+            with torch.no_grad():
+                assert (rounded(x) - exact(x)).abs().max().item() <= TOLERANCE
+    if importlib.util.find_spec("onnxruntime") is not None:
+        domain = pruned.domains[0]
+        path = export_domain(pruned, domain, tmp_path / "rounded.onnx", input_size=size, channel_multiple=8)
+        got = _session(str(path)).run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            assert np.abs(got - pruned(x, domain).numpy()).max() <= TOLERANCE
+    with pytest.raises(ValueError, match="channel_multiple must be a positive integer"):
+        single_domain_module(model, model.domains[0], channel_multiple=0)
 
 
 def test_names_read_like_the_models():

@@ -40,7 +40,7 @@ def _half_pruned() -> torch.nn.Module:
 def test_every_domain_and_batch_is_timed_under_the_vocabulary(runs_dir):
     model = _half_pruned()
     out = measure_latency(model, INPUT, min_time_s=0.01, threads=1)
-    expected = {M.LATENCY_THREADS, M.LATENCY_NEIGHBOURS}
+    expected = {M.LATENCY_THREADS, M.LATENCY_NEIGHBOURS, M.LATENCY_CHANNEL_MULTIPLE}
     for batch in M.LATENCY_BATCHES:
         for kind in (M.LATENCY_MS, M.LATENCY_RATIO):
             name = M.latency_metric("cpu", batch, kind)
@@ -48,7 +48,7 @@ def test_every_domain_and_batch_is_timed_under_the_vocabulary(runs_dir):
     assert set(out) == expected
     assert all(M.is_known_metric(k) and M.is_measured(k) for k in out)
     assert all(math.isfinite(v) and v > 0 for k, v in out.items() if k != M.LATENCY_NEIGHBOURS)
-    assert out[M.LATENCY_THREADS] == 1 and out[M.LATENCY_NEIGHBOURS] == 0
+    assert out[M.LATENCY_THREADS] == 1 and out[M.LATENCY_NEIGHBOURS] == 0 and out[M.LATENCY_CHANNEL_MULTIPLE] == 8
     for batch in M.LATENCY_BATCHES:
         name = M.latency_metric("cpu", batch)
         assert out[name] == max(out[M.domain_metric(name, d)] for d in model.domains)  # the slowest domain

@@ -255,3 +255,29 @@ def test_per_budget_search_round_robin_and_restore(tmp_path):
     restored.on_trial_complete("t0", FINAL)  # already told: silently ignored
     assert restored.suggest("t6")["budget"] == 0.25
     assert search.studies_of(restored)[0].study_name == "sw/budget=0.25"
+
+
+def test_a_searcher_saved_before_the_objectives_were_kept_apart_resumes(tmp_path):
+    """A snapshot of the earlier layout (every objective as Tune's metric, no _objectives) restores into a searcher
+    that shows Tune the first objective and tells the study all of them."""
+    import pickle
+
+    metrics, modes = [ACC, "union_macs_ratio", "union_params_ratio"], ["max", "min", "min"]
+    s = _searcher(tmp_path, multi=True)
+    s.suggest("t0")
+    old = s.__getstate__()
+    for key in ("_objectives", "_modes", "_multi"):
+        old.pop(key)
+    old.update(_metric=metrics, _mode=modes)
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps(old))
+    restored = _searcher(tmp_path, multi=True)
+    restored.restore(str(tmp_path / "old.pkl"))
+    assert restored.metric == ACC and restored.mode == "max"
+    assert restored.multi_objective and restored.objectives == metrics
+    restored.on_trial_complete("t0", FINAL)
+    told = restored.study.get_trials()[0]
+    assert told.state == TrialState.COMPLETE and told.values == [0.5, 0.4, 0.6]
+    legacy = search.AskTellSearcher.__new__(search.AskTellSearcher)  # pickled inside a grid sweep's old state
+    legacy.__dict__.update(old)
+    unpickled = pickle.loads(pickle.dumps(legacy))
+    assert unpickled.objectives == metrics and unpickled.metric == ACC and unpickled.multi_objective
