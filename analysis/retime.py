@@ -9,7 +9,7 @@ Usage::
     python -m analysis.retime --tracking-uri sqlite:///mlruns.db --run-id 3f2a... --run-id 9c1b... --no-log
 
 A trial times its pruned network at the end of training, often while other trials of the sweep still train on the
-same machine (``latency_neighbours > 0``): such times are noisy, usually too slow. Run this on an idle machine
+same machine (``latency_neighbours > 0``): such times are noisy. Run this on an idle machine
 afterwards: for each chosen trial it downloads the pruned model the sweep logged (``pruned/``) and the input size
 of its ``metrics.json`` (the helpers of :mod:`analysis.export`), times every domain's deployable network next to its
 unpruned twin with :func:`bap.latency.measure_latency` (CPU), prints a table (trial, ms before -> after, neighbours

@@ -241,7 +241,7 @@ def latency_notes(table: pd.DataFrame, data: ParetoData, retime_command: str | N
             retime_command = (f"{RETIME_COMMAND} --tracking-uri URI --experiment NAME"
                               + (f" --sweep-id {sweeps[0]}" if len(sweeps) == 1 else ""))
         notes.append(f"{len(contended)} of them were timed while {others} other training run(s) shared their "
-                     f"machine ({M.LATENCY_NEIGHBOURS} > 0): those times are noisy (usually too slow). Re-measure "
+                     f"machine ({M.LATENCY_NEIGHBOURS} > 0): those times are noisy. Re-measure "
                      f"the front's models alone, on an idle machine: {retime_command}")
     retimed = int(used[LATENCY_RETIMED].notna().sum()) if LATENCY_RETIMED in used else 0
     if retimed:
@@ -365,7 +365,7 @@ def _latency_values(r: Mapping[str, Any]) -> list[str]:
     neighbours = r.get(M.LATENCY_NEIGHBOURS, math.nan)
     return [format_ms(r.get(LATENCY_B1, math.nan)), format_ms(r.get(LATENCY_B64, math.nan)),
             "-" if neighbours is None or not math.isfinite(neighbours) else
-            ("alone" if neighbours == 0 else f"{neighbours:.0f} others")]
+            ("alone" if neighbours == 0 else f"{neighbours:.0f} other" + ("s" if neighbours > 1 else ""))]
 
 
 def _latency_cells(s: SummaryData, cells: dict[str, tuple[list[str], list[list[str]]]],
