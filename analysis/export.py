@@ -55,7 +55,8 @@ from analysis.summary import best_trial, ranked_by
 from analysis.table import FINISHED, RUN_ID, build_table
 from bap import metrics as M
 
-__all__ = ["ARTIFACT_PATH", "DEFAULT_OUT", "ExportedTrial", "SUFFIXES", "export_trials", "main", "select_best"]
+__all__ = ["ARTIFACT_PATH", "DEFAULT_OUT", "ExportedTrial", "SUFFIXES", "add_trial_arguments", "export_trials",
+           "keeping_run_status", "main", "select_best"]
 
 ExportFormat = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -280,24 +281,33 @@ def _log_onnx(trial: _Trial, files: dict[str, Path]) -> dict[str, str]:
     return uris
 
 
+@contextlib.contextmanager
+def keeping_run_status(client: Any, run: Any) -> Iterator[None]:
+    """Log to an ended run (reopening it, if need be) and leave it as it was: its status and end time are put back
+    afterwards, so a FINISHED trial stays FINISHED with its own end time."""
+    status, end_time = run.info.status, run.info.end_time
+    try:
+        yield
+    finally:
+        if status in ("FINISHED", "FAILED", "KILLED"):
+            client.set_terminated(run.info.run_id, status=status, end_time=end_time)
+
+
 def _log(uri: str, trial: _Trial, files: dict[str, Path], format: ExportFormat) -> dict[str, str]:
     """Log the files on the trial's run (see the module docstring); the run's status and end time are kept."""
     import mlflow
 
-    client, run_id = _client(uri), trial.run.info.run_id
-    status, end_time = trial.run.info.status, trial.run.info.end_time
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        with _quiet_downloads(), mlflow.start_run(run_id=run_id):
+        with keeping_run_status(_client(uri), trial.run), _quiet_downloads(), \
+                mlflow.start_run(run_id=trial.run.info.run_id):
             if format == "onnx":
                 return _log_onnx(trial, files)
             for path in files.values():
                 mlflow.log_artifact(str(path), ARTIFACT_PATH)
             return {}
     finally:
-        if status in ("FINISHED", "FAILED", "KILLED"):
-            client.set_terminated(run_id, status=status, end_time=end_time)
         mlflow.set_tracking_uri(previous)
 
 
@@ -367,19 +377,27 @@ def _export_one(uri: str, trial: _Trial, out: Path, format: ExportFormat, log_to
 # --------------------------------------------------------------------------------------------------------------
 
 
+def add_trial_arguments(parser: argparse.ArgumentParser, *, experiment_help: str) -> Any:
+    """The "which trials" flags of the commands that act on a sweep's trial runs (this one, ``analysis.retime``):
+    ``--tracking-uri``, ``--run-id`` (repeatable, into ``run_ids``), ``--experiment``, ``--sweep-id``; returns the
+    argument group, for a command's own selection flags."""
+    g = parser.add_argument_group("which trials")
+    g.add_argument("--tracking-uri",
+                   help=f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {M.DEFAULT_TRACKING_URI})")
+    g.add_argument("--run-id", action="append", dest="run_ids", metavar="RUN",
+                   help="a trial's MLflow child run id (repeat for several)")
+    g.add_argument("--experiment", help=experiment_help)
+    g.add_argument("--sweep-id", help="the sweep id (bap.sweep_id tag; default: the experiment's newest sweep)")
+    return g
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m analysis.export",
         description="Export the pruned models of a sweep's trials, one ONNX or TorchScript file per domain, and log "
         "them to the trials' MLflow runs.",
     )
-    g = p.add_argument_group("which trials")
-    g.add_argument("--tracking-uri",
-                   help=f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {M.DEFAULT_TRACKING_URI})")
-    g.add_argument("--run-id", action="append", dest="run_ids", metavar="RUN",
-                   help="a trial's MLflow child run id (repeat for several)")
-    g.add_argument("--experiment", help="MLflow experiment name or id (with --best-per-budget)")
-    g.add_argument("--sweep-id", help="the sweep id (bap.sweep_id tag; default: the experiment's newest sweep)")
+    g = add_trial_arguments(p, experiment_help="MLflow experiment name or id (with --best-per-budget)")
     g.add_argument("--best-per-budget", action="store_true",
                    help="the best finished trial of each budget (by score, else mean val accuracy)")
     g = p.add_argument_group("output")

@@ -43,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.errors import AnalysisError
-from analysis.export import _prepare, _quiet_downloads, _Trial
+from analysis.export import _prepare, _Trial, add_trial_arguments, keeping_run_status
 from analysis.fronts import TARGET_MEAN, TRIAL, pareto_data
 from analysis.load import _client, _first_line, find_sweep, mlflow_records, trial_filter
 from analysis.table import RUN_ID, build_table
@@ -136,19 +136,16 @@ def _log(client: Any, run: Any, values: Mapping[str, float]) -> None:
     status and end time as they were."""
     from mlflow.entities import Metric
 
-    run_id, status, end_time = run.info.run_id, run.info.status, run.info.end_time
+    run_id = run.info.run_id
     stamp = int(time.time() * 1000)
     metrics = []
     for key, value in values.items():
         history = client.get_metric_history(run_id, key)
         step = max((m.step for m in history), default=0)
         metrics.append(Metric(key, float(value), stamp, step))
-    try:
+    with keeping_run_status(client, run):
         client.log_batch(run_id, metrics=metrics)
         client.set_tag(run_id, M.TAG_LATENCY_RETIMED, datetime.now(UTC).isoformat(timespec="seconds"))
-    finally:
-        if status in ("FINISHED", "FAILED", "KILLED") and client.get_run(run_id).info.status != status:
-            client.set_terminated(run_id, status=status, end_time=end_time)
 
 
 def retime_trials(
@@ -210,8 +207,7 @@ def _retime_one(client: Any, trial: _Trial, min_time_s: float, threads: int | No
               f"{run.info.run_id} was re-timed: the times are noisy; re-time on an idle machine.", file=sys.stderr)
     if log_to_mlflow:
         try:
-            with _quiet_downloads():
-                _log(client, run, after)
+            _log(client, run, after)
         except Exception as exc:
             raise AnalysisError(f"run {run.info.run_id} was re-timed but its latency could not be logged to "
                                 f"MLflow: {_first_line(exc)}. Rerun with --no-log to only print it.") from None
@@ -230,13 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-measure, alone on this machine, the CPU latency of a sweep's pruned models (default: the "
         "trials on the report's fronts) and log it to the trials' MLflow runs.",
     )
-    g = p.add_argument_group("which trials")
-    g.add_argument("--tracking-uri",
-                   help=f"MLflow tracking URI (default $MLFLOW_TRACKING_URI or {M.DEFAULT_TRACKING_URI})")
-    g.add_argument("--run-id", action="append", dest="run_ids", metavar="RUN",
-                   help="a trial's MLflow child run id (repeat for several)")
-    g.add_argument("--experiment", help="MLflow experiment name or id (alone: the trials on its newest sweep's fronts)")
-    g.add_argument("--sweep-id", help="the sweep id (bap.sweep_id tag; default: the experiment's newest sweep)")
+    g = add_trial_arguments(
+        p, experiment_help="MLflow experiment name or id (alone: the trials on its newest sweep's fronts)")
     g.add_argument("--parent-run-id", help="the sweep's MLflow parent run id (instead of --experiment/--sweep-id)")
     g = p.add_argument_group("timing")
     g.add_argument("--min-time-s", type=float, default=DEFAULT_MIN_TIME_S,

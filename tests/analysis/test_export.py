@@ -156,20 +156,6 @@ def test_run_id_to_torchscript(smoke_sweep: Any, exported: Exported, tmp_path: P
     assert run.info.status == "FINISHED" and run.info.end_time == exported.children[run_id].info.end_time
 
 
-@pytest.fixture(scope="module")
-def bare_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A store of its own: an empty experiment, and one with a trial run that logged nothing (unfinished)."""
-    from mlflow import MlflowClient
-
-    root = tmp_path_factory.mktemp("export-bare")
-    uri = f"sqlite:///{root / 'mlruns.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    client.create_experiment("empty", artifact_location=(root / "mlruns" / "empty").as_uri())
-    exp = client.create_experiment("unfinished", artifact_location=(root / "mlruns" / "unfinished").as_uri())
-    run = client.create_run(exp, tags={M.TAG_ROLE: M.ROLE_TRIAL, M.TAG_SWEEP_ID: "s"})
-    return uri, run.info.run_id
-
-
 def _bad_cases(smoke: Any, exported: Exported, bare: tuple[str, str]) -> dict[str, tuple[list[str], str]]:
     from mlflow import MlflowClient
 

@@ -122,20 +122,6 @@ def test_no_log_prints_and_logs_nothing(retimed: Retimed) -> None:
     assert "no (--no-log)" in stdout.getvalue()
 
 
-@pytest.fixture(scope="module")
-def bare_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A store of its own: an empty experiment, and a trial run that logged nothing (unfinished)."""
-    from mlflow import MlflowClient
-
-    root = tmp_path_factory.mktemp("retime-bare")
-    uri = f"sqlite:///{root / 'mlruns.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    client.create_experiment("empty", artifact_location=(root / "mlruns" / "empty").as_uri())
-    exp = client.create_experiment("unfinished", artifact_location=(root / "mlruns" / "unfinished").as_uri())
-    run = client.create_run(exp, tags={M.TAG_ROLE: M.ROLE_TRIAL, M.TAG_SWEEP_ID: "s"})
-    return uri, run.info.run_id
-
-
 def _bad_cases(retimed: Retimed, bare: tuple[str, str]) -> dict[str, tuple[list[str], str]]:
     uri, child = retimed.uri, retimed.chosen[0]
     parent = find_sweep(uri, retimed.experiment, sweep_id=retimed.sweep_id).parent_run_id
