@@ -29,13 +29,18 @@ import argparse
 import copy
 import os
 import statistics
+import sys
+from pathlib import Path
 
 import torch
 
-import bap
-from bap.export import single_domain_module
-from bap.latency import time_module, unpruned_network
-from bap.prune import PrunedConv2d
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bap  # noqa: E402
+from bap.export import single_domain_module  # noqa: E402
+from bap.latency import time_module, unpruned_network  # noqa: E402
+from bap.prune import PrunedConv2d  # noqa: E402
+from bench.pruned_latency import OneDomain, set_pattern  # noqa: E402
 
 INPUT = (3, 64, 64)
 DOMAINS = {"a": 10, "b": 10}
@@ -51,21 +56,6 @@ def with_identity_gathers(pruned: bap.MultiDomainNetwork) -> bap.MultiDomainNetw
         if isinstance(conv, PrunedConv2d) and name not in consumers and conv.in_index is None:
             conv.in_index = torch.arange(conv.in_channels)
     return before
-
-
-def pattern(model: bap.MultiDomainNetwork, uniform: dict[str, torch.Tensor], p: float) -> None:
-    state = {n: (u < p) if n != "stem" else torch.ones_like(u, dtype=torch.bool) for n, u in uniform.items()}
-    for domain in model.domains:
-        model.set_switch_state(domain, state)
-
-
-class Domain(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module, domain: str) -> None:
-        super().__init__()
-        self.model, self.domain = model, domain
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, self.domain)
 
 
 SINGLE = ("single-domain, BNs kept, NCHW (before)", "single-domain, BNs folded, NCHW",
@@ -103,11 +93,11 @@ def main() -> None:
     macs: dict[str, float] = {"unpruned": 1.0}
     x = torch.randn(4, *INPUT)
     for label, p in KEEP.items():
-        pattern(model, uniform, p)
+        set_pattern(model, uniform, p)
         macs[label] = bap.count_cost(model, "a", INPUT).macs / bap.reference_cost(model, None, INPUT).macs
         pruned = bap.prune(model).eval()
-        variants[(label, MULTI[0])] = (Domain(with_identity_gathers(pruned), "a"), False)
-        variants[(label, MULTI[1])] = (Domain(pruned, "a"), False)
+        variants[(label, MULTI[0])] = (OneDomain(with_identity_gathers(pruned), "a"), False)
+        variants[(label, MULTI[1])] = (OneDomain(pruned, "a"), False)
         variants.update({(label, name): v for name, v in single_domain_variants(pruned).items()})
         with torch.inference_mode():  # every variant computes the switched model's outputs
             expected = model(x, "a")

@@ -73,11 +73,6 @@ def search_p(model: bap.MultiDomainResNet26, uniform: dict[str, torch.Tensor], t
     return p, macs_ratio(model)
 
 
-def rounded(model: bap.MultiDomainResNet26, multiple: int) -> nn.Module:
-    """``bap.prune(model, channel_multiple=multiple)``: kept counts padded with channels every domain has off."""
-    return bap.prune(model, channel_multiple=multiple).eval()
-
-
 class OneDomain(nn.Module):
     def __init__(self, model: nn.Module, domain: str) -> None:
         super().__init__()
@@ -172,7 +167,7 @@ def main() -> None:
         model.eval()
         add(f"pruned {target:.2f} (p={p:.3f})", model, bap.prune(model).eval(), ratio, exported=True)
         for multiple in multiples:
-            padded = rounded(model, multiple)
+            padded = bap.prune(model, channel_multiple=multiple).eval()
             add(f"pruned {target:.2f}, rounded to x{multiple}", model, padded, ratio, exported=False, padded_onnx=True)
     print(f"built and exported {len(variants)} variants in {time.perf_counter() - start:.0f} s")
 
